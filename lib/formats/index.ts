@@ -1,0 +1,2 @@
+export * from './schemes.js';
+export * from './quantize.js';

@@ -1,0 +1,10 @@
+/**
+ * svdquant: the public API. Re-exports from the modules below; nothing is defined here.
+ */
+export { Tensor, DTYPES, dtypeBits, isDType, isTensor } from './tensor.js';
+export type { DType, Device, Storage, StorageOf } from './tensor.js';
+export { ArgumentError, FileFormatError, IoError, NativeError, NonFiniteError, SvdquantError } from './errors.js';
+export type { SvdquantErrorCode } from './errors.js';
+export { cpuIsa } from './native.js';
+export type { IsaName, NativeIsaInfo } from './native.js';
+export * from './formats/index.js';

@@ -1,0 +1,16 @@
+// Module entry: registers every binding family.
+#include <napi.h>
+
+#include "formats_binding.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  svdq_addon::register_formats(env, exports);
+  exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(svdquant, Init)
