@@ -4,6 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import loadBinding from 'node-gyp-build';
 import { NativeError } from './errors.js';
 
@@ -42,15 +43,21 @@ export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..'
 
 let cached: NativeAddon | undefined;
 
-/** The addon, loaded on first use. Throws NativeError if it cannot be loaded or SVDQUANT_ISA is invalid. */
+/**
+ * The addon, loaded on first use: the file named by SVDQUANT_ADDON if set (for example the CMake
+ * build, build-cmake/Release/svdquant.node), else node-gyp-build's search from the package root.
+ * Throws NativeError if it cannot be loaded or SVDQUANT_ISA is invalid.
+ */
 export function native(): NativeAddon {
   if (cached !== undefined) return cached;
   let addon: NativeAddon;
+  const explicit = process.env.SVDQUANT_ADDON;
+  const from = explicit ? resolve(explicit) : packageRoot;
   try {
-    addon = loadBinding(packageRoot) as NativeAddon;
+    addon = (explicit ? createRequire(import.meta.url)(from) : loadBinding(packageRoot)) as NativeAddon;
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    throw new NativeError(`could not load the svdquant native addon from '${packageRoot}': ${reason}; expected a build made by 'npm install' (or 'npm run build')`, { cause });
+    throw new NativeError(`could not load the svdquant native addon from '${from}': ${reason}; expected a build made by 'npm install' (or 'npm run build')`, { cause });
   }
   const isa = addon.isaInfo();
   if (isa.error !== '') throw new NativeError(isa.error);
