@@ -35,7 +35,9 @@ export interface NativeAddon {
     globalScale: number, out: Float32Array, sync: true): undefined;
   dequantize(scheme: NativeScheme, codes: CodesArray, scales: ScalesArray, rows: number, k: number,
     globalScale: number, out: Float32Array, sync: false): Promise<void>;
-  scanFloats(x: Float32Array): { amaxFinite: number; firstNonFinite: number };
+  /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
+  scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
+  scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;
 }
 
 /** The package root: this file is lib/native.ts in the sources and dist/native.js when built. */

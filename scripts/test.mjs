@@ -21,6 +21,9 @@ async function main() {
     failed += 1;
     return;
   }
+  // Type-check everything (tests and bench included: tap only transpiles), then emit dist/.
+  const check = await runStep('type-check', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit'], { cwd: root });
+  if (check.code !== 0) failed += 1;
   const tsc = await runStep('compile TypeScript', bin('tsc'), ['-p', 'tsconfig.build.json'], { cwd: root });
   if (tsc.code !== 0) failed += 1;
 

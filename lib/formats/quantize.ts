@@ -57,7 +57,13 @@ interface Plan {
   rule: MxScaleRule;
 }
 
-function plan(tensor: Tensor, format: ElementFormat, options: QuantizeOptions): Plan {
+interface Scan {
+  amaxFinite: number;
+  firstNonFinite: number;
+}
+
+/** Checks the arguments and converts the input to f32; the scan over its values comes next. */
+function prepare(tensor: Tensor, format: ElementFormat, options: QuantizeOptions): { x: Float32Array; scan: Float64Array } {
   if (!(tensor instanceof Tensor)) throw new ArgumentError('tensor', 'a Tensor', tensor);
   if (!ELEMENT_FORMATS.includes(format)) throw new ArgumentError('format', `one of ${ELEMENT_FORMATS.join(', ')}`, format);
   if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
@@ -68,26 +74,26 @@ function plan(tensor: Tensor, format: ElementFormat, options: QuantizeOptions): 
   if (tensor.ndim < 1) throw new ArgumentError('tensor', 'a tensor with at least one dimension (groups run along the last axis)', tensor.toString());
   const k = tensor.shape[tensor.ndim - 1];
   if (k < 1) throw new ArgumentError('tensor', 'a last dimension of at least 1', tensor.toString());
-  const rows = tensor.numel / k;
+  const g = options.globalScale;
+  if (g !== undefined && format !== 'nvfp4') {
+    throw new ArgumentError('options.globalScale', `no value for format '${format}' (only nvfp4 has a tensor scale)`, g);
+  }
+  if (g !== undefined && (typeof g !== 'number' || !(g > 0) || !Number.isFinite(Math.fround(g)) || Math.fround(g) === 0)) {
+    throw new ArgumentError('options.globalScale', 'a positive finite fp32 number', g);
+  }
   const x = tensor.dtype === 'f32' ? (tensor.data as Float32Array) : (tensor.to('f32').data as Float32Array);
-  const scan = native().scanFloats(x);
+  return { x, scan: new Float64Array(2) };
+}
+
+function plan(tensor: Tensor, format: ElementFormat, options: QuantizeOptions, x: Float32Array, scanOut: Float64Array): Plan {
+  const { scaleRule = 'even', role = 'weight', name = 'tensor' } = options;
+  const k = tensor.shape[tensor.ndim - 1];
+  const rows = tensor.numel / k;
+  const scan: Scan = { amaxFinite: scanOut[0], firstNonFinite: scanOut[1] };
   if (role === 'weight' && scan.firstNonFinite >= 0) {
     throw new NonFiniteError(name, scan.firstNonFinite, x[scan.firstNonFinite]);
   }
-  let globalScale = 1;
-  if (format === 'nvfp4') {
-    if (options.globalScale !== undefined) {
-      const g = options.globalScale;
-      if (typeof g !== 'number' || !Number.isFinite(g) || g <= 0 || !Number.isFinite(Math.fround(g)) || Math.fround(g) === 0) {
-        throw new ArgumentError('options.globalScale', 'a positive finite fp32 number', g);
-      }
-      globalScale = Math.fround(g);
-    } else {
-      globalScale = nvfp4GlobalScale(scan.amaxFinite);
-    }
-  } else if (options.globalScale !== undefined) {
-    throw new ArgumentError('options.globalScale', `no value for format '${format}' (only nvfp4 has a tensor scale)`, options.globalScale);
-  }
+  const globalScale = format !== 'nvfp4' ? 1 : options.globalScale !== undefined ? Math.fround(options.globalScale) : nvfp4GlobalScale(scan.amaxFinite);
   const spec = FORMATS[format];
   const batch = tensor.shape.slice(0, -1);
   const codes = Tensor.zeros([...batch, paddedK(format, k)], spec.codeDType);
@@ -121,7 +127,9 @@ type NativeScales = Float32Array | Uint8Array;
 
 /** Quantizes along the last axis off the main thread. */
 export async function quantize(tensor: Tensor, format: ElementFormat, options: QuantizeOptions = {}): Promise<QuantizedTensor> {
-  const p = plan(tensor, format, options);
+  const { x, scan } = prepare(tensor, format, options);
+  await native().scanFloats(x, scan, false);
+  const p = plan(tensor, format, options, x, scan);
   if (p.rows > 0) {
     await native().quantize(NATIVE_SCHEME[format], p.x, p.rows, p.k, p.codes.data as NativeCodes, p.scales.data as NativeScales, RULE_CODE[p.rule], p.globalScale, false);
   }
@@ -130,7 +138,9 @@ export async function quantize(tensor: Tensor, format: ElementFormat, options: Q
 
 /** Synchronous variant, for small tensors (it blocks the event loop for the whole job). */
 export function quantizeSync(tensor: Tensor, format: ElementFormat, options: QuantizeOptions = {}): QuantizedTensor {
-  const p = plan(tensor, format, options);
+  const { x, scan } = prepare(tensor, format, options);
+  native().scanFloats(x, scan, true);
+  const p = plan(tensor, format, options, x, scan);
   if (p.rows > 0) {
     native().quantize(NATIVE_SCHEME[format], p.x, p.rows, p.k, p.codes.data as NativeCodes, p.scales.data as NativeScales, RULE_CODE[p.rule], p.globalScale, true);
   }

@@ -119,17 +119,20 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   return run_job(env, sync, std::move(job), {info[1], info[2], info[6]});
 }
 
-// scanFloats(x: Float32Array) -> { amaxFinite, firstNonFinite } (synchronous: one streaming pass)
+// scanFloats(x: Float32Array, out: Float64Array(2), sync): out = [amax over finite values, index of
+// the first NaN/Inf or -1]. A streaming pass over the tensor, so it runs off the main thread too.
 Napi::Value ScanFloats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsTypedArray()) throw_arg(env, "x", "a Float32Array");
   const int64_t n = static_cast<int64_t>(info[0].As<Napi::TypedArray>().ElementLength());
   const float* x = get_array<float>(info, 0, "x", napi_float32_array, n, "Float32Array");
+  double* out = get_array<double>(info, 1, "out", napi_float64_array, 2, "Float64Array");
+  const bool sync = info.Length() > 2 && info[2].ToBoolean();
   const svdq::FormatKernels& kern = svdq::format_kernels();
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("amaxFinite", Napi::Number::New(env, kern.amax_finite(x, n)));
-  r.Set("firstNonFinite", Napi::Number::New(env, static_cast<double>(kern.find_nonfinite(x, n))));
-  return r;
+  return run_job(env, sync, [=, &kern] {
+    out[0] = kern.amax_finite(x, n);
+    out[1] = static_cast<double>(kern.find_nonfinite(x, n));
+  }, {info[0], info[1]});
 }
 
 Napi::Value IsaInfo(const Napi::CallbackInfo& info) {
