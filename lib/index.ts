@@ -8,3 +8,13 @@ export type { SvdquantErrorCode } from './errors.js';
 export { cpuIsa } from './native.js';
 export type { IsaName, NativeIsaInfo } from './native.js';
 export * from './formats/index.js';
+export {
+  openSafetensors, parseSafetensors, serializeSafetensors, writeSafetensors,
+  SAFETENSORS_DTYPES, SAFETENSORS_MAX_HEADER_BYTES, dtypeByteSize, isSafetensorsDtype,
+} from './io/safetensors.js';
+export type {
+  SafetensorsDtype, SafetensorsFile, SafetensorsTensorData, SafetensorsTensorInfo, SafetensorsTensorInput,
+  SafetensorsTensorsInput, ParsedSafetensors, ParsedSafetensorsTensor,
+} from './io/safetensors.js';
+export { writeFileAtomic } from './io/atomic-write.js';
+export { tensorFromSafetensors, tensorToSafetensors } from './io/tensor-bridge.js';

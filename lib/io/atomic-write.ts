@@ -1,0 +1,94 @@
+/**
+ * Atomic file replacement: readers of `target` see either the old file or the complete new one,
+ * never a half-written file, and a failed write leaves an existing target untouched.
+ *
+ * The content goes to a uniquely named temporary file in the same directory (rename is only atomic
+ * within one file system), which is fsynced, renamed over the target, and then the directory is
+ * fsynced so the rename itself survives a crash. On any failure the temporary file is removed.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { ArgumentError, IoError, SvdquantError } from '../errors.js';
+
+export interface AtomicWriteOptions {
+  /** Permission bits for the new file (before the umask); default 0o666. */
+  readonly mode?: number;
+}
+
+/** Prefix and suffix of temporary files, so tests and cleanup tools can recognise them. */
+export const ATOMIC_TEMP_PREFIX = '.';
+export const ATOMIC_TEMP_SUFFIX = '.svdq-tmp';
+
+/**
+ * Creates or replaces `target` with the content that `write` puts into the (empty) file handle it
+ * receives. `write` should use positional writes; it must not close the handle. File-system errors
+ * become IoError naming `target`; other errors thrown by `write` propagate unchanged.
+ */
+export async function writeFileAtomic(
+  target: string,
+  write: (file: FileHandle) => Promise<void>,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  if (typeof target !== 'string' || target.length === 0) {
+    throw new ArgumentError('target', 'a non-empty file path string', target);
+  }
+  if (typeof write !== 'function') throw new ArgumentError('write', 'a function', write);
+  const mode = options.mode ?? 0o666;
+
+  const directory = dirname(target);
+  const tempPath = join(
+    directory,
+    // The name is cut so the temporary name stays within common 255-byte file-name limits.
+    `${ATOMIC_TEMP_PREFIX}${basename(target).slice(0, 100)}.${process.pid}.${randomBytes(6).toString('hex')}${ATOMIC_TEMP_SUFFIX}`,
+  );
+
+  let handle: FileHandle;
+  try {
+    // 'wx': fail rather than reuse a file that happens to have the same name.
+    handle = await open(tempPath, 'wx', mode);
+  } catch (cause) {
+    throw new IoError(target, 'create a temporary file to write', cause);
+  }
+
+  let stage = 'write';
+  try {
+    try {
+      await write(handle);
+    } catch (error) {
+      // File-system failures become IoError; the callback's own errors (e.g. ArgumentError) pass.
+      throw isSystemError(error) ? new IoError(target, 'write', error) : error;
+    }
+    stage = 'flush to disk';
+    await handle.sync();
+    stage = 'close the temporary file for';
+    await handle.close();
+    stage = 'move the temporary file into place at';
+    await rename(tempPath, target);
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await unlink(tempPath).catch(() => undefined);
+    if (error instanceof SvdquantError || stage === 'write') throw error;
+    throw new IoError(target, stage, error);
+  }
+  await syncDirectory(directory);
+}
+
+/** fsync a directory so a rename in it is durable; best effort (not supported everywhere). */
+async function syncDirectory(directory: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(directory, 'r');
+    await handle.sync();
+  } catch {
+    // Some platforms and file systems cannot open or fsync directories; the rename is done anyway.
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/** A Node.js system error (ENOSPC, EIO, ...), as opposed to a programming or validation error. */
+function isSystemError(error: unknown): boolean {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === 'string';
+}
