@@ -1,5 +1,6 @@
 // Bindings of the format kernels: quantize, dequantize, amax, non-finite scan.
 // Argument order mirrors lib/native.ts; buffers are caller-allocated typed arrays (zero-copy).
+#include <cmath>
 #include <limits>
 
 #include "args.h"

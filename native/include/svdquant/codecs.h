@@ -2,10 +2,13 @@
 //
 // Everything here is `static inline` on purpose: this header is compiled into translation units
 // built with different instruction-set flags (portable, AVX2, AVX-512). Internal linkage keeps the
-// linker from picking an AVX-compiled copy of a helper for the portable path.
+// linker from picking an AVX-compiled copy of a helper for the portable path. For the same reason
+// the helpers use bit operations and the C library's functions (::nearbyintf, ::frexp), never the
+// C++ <cmath> float overloads: those are inline functions with vague linkage, which an unoptimized
+// build emits as weak symbols that an AVX-512 object could supply to the portable path.
 #pragma once
 
-#include <cmath>
+#include <math.h>
 #include <cstdint>
 #include <cstring>
 
@@ -29,6 +32,8 @@ constexpr uint32_t kF32InfBits = 0x7F800000u;
 // ---- E2M1 (FP4) ------------------------------------------------------------------------------
 // Code: sign in bit 3, magnitude index 0..7 in bits 0-2 for {0, .5, 1, 1.5, 2, 3, 4, 6}.
 
+static inline float f32_abs(float x) { return f32_from_bits(f32_bits(x) & 0x7FFFFFFFu); }
+
 static inline float e2m1_decode(uint8_t code) {
   static const float kMag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
   const float m = kMag[code & 7];
@@ -40,11 +45,11 @@ static inline float e2m1_decode(uint8_t code) {
 // magnitude zero is always code 0 (+0), also for negative inputs, so that zero blocks pack to 0x00.
 // Precondition: v is not NaN (quantizers send NaN blocks down the NaN-scale path instead).
 static inline uint8_t e2m1_encode(float v) {
-  const float a = std::fabs(v);
+  const float a = f32_abs(v);
   const uint8_t mag = static_cast<uint8_t>((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) +
                                            (a > 2.5f) + (a >= 3.5f) + (a > 5.0f));
   if (mag == 0) return 0;
-  return static_cast<uint8_t>(mag | (std::signbit(v) ? 8 : 0));
+  return static_cast<uint8_t>(mag | ((f32_bits(v) >> 31) ? 8 : 0));
 }
 
 // ---- E8M0 (MX block scale) -------------------------------------------------------------------
@@ -56,9 +61,11 @@ static inline float e8m0_decode(uint8_t b) {
   return f32_from_bits(static_cast<uint32_t>(b) << 23);
 }
 
-// 2^-(b-127): the exact reciprocal of a finite E8M0 scale (always representable in fp32).
+// 2^-(b-127) for b in [0, 254]: the exact reciprocal of a finite E8M0 scale (representable in
+// fp32: 2^-127, for b = 254, is the subnormal 0x00400000).
 static inline float e8m0_reciprocal(uint8_t b) {
-  return std::ldexp(1.0f, 127 - static_cast<int>(b));
+  if (b == 254) return f32_from_bits(0x00400000u);
+  return f32_from_bits(static_cast<uint32_t>(254 - b) << 23);
 }
 
 enum class MxScaleRule : int { Floor = 0, Even = 1, Ceil = 2 };
@@ -70,12 +77,12 @@ enum class MxScaleRule : int { Floor = 0, Even = 1, Ceil = 2 };
 static inline uint8_t e8m0_scale_for_amax(float amax, MxScaleRule rule) {
   if (!(amax > 0.0f)) return 0;
   int e2 = 0;
-  const double m = std::frexp(static_cast<double>(amax), &e2);  // amax = m·2^e2, m in [0.5, 1)
+  const double m = ::frexp(static_cast<double>(amax), &e2);  // amax = m·2^e2, m in [0.5, 1)
   int s = (e2 - 1) - 2;                                         // floor(log2 amax) - 2
   if (rule == MxScaleRule::Even) {
     if (2.0 * m >= 1.75) s += 1;
   } else if (rule == MxScaleRule::Ceil) {
-    if (std::ldexp(6.0, s) < static_cast<double>(amax)) s += 1;
+    if (::ldexp(6.0, s) < static_cast<double>(amax)) s += 1;
   }
   if (s < -127) s = -127;
   if (s > 127) s = 127;
@@ -89,14 +96,10 @@ constexpr uint8_t kE4M3MaxCode = 0x7E;  // 448
 static inline float e4m3_decode(uint8_t b) {
   const uint32_t exp = (b >> 3) & 0xF;
   const uint32_t man = b & 7;
-  float v;
   if (exp == 15 && man == 7) return f32_from_bits(0x7FC00000u);
-  if (exp == 0) {
-    v = std::ldexp(static_cast<float>(man), -9);
-  } else {
-    v = std::ldexp(1.0f + static_cast<float>(man) / 8.0f, static_cast<int>(exp) - 7);
-  }
-  return (b & 0x80) ? -v : v;
+  const uint32_t sign = static_cast<uint32_t>(b & 0x80) << 24;
+  if (exp == 0) return f32_from_bits(f32_bits(static_cast<float>(man) * 0.001953125f) | sign);  // man·2^-9
+  return f32_from_bits(sign | ((exp - 7 + 127) << 23) | (man << 20));
 }
 
 // Round-to-nearest-even, saturating to ±448 (satfinite), NaN -> 0x7F. ±Inf saturates to ±448.
@@ -107,7 +110,7 @@ static inline uint8_t e4m3_encode(float x) {
   if (a > kF32InfBits) return kE4M3Nan;
   const float ax = f32_from_bits(a);
   if (ax < 0.015625f) {  // below 2^-6: E4M3 subnormals are multiples of 2^-9
-    const float m = std::nearbyint(ax * 512.0f);  // exact scaling, then RNE
+    const float m = ::nearbyintf(ax * 512.0f);  // exact scaling, then RNE
     return static_cast<uint8_t>(sign | static_cast<uint8_t>(m));  // m == 8 is the code of 2^-6
   }
   // Normal: round the fp32 mantissa to 3 bits, ties to even.
@@ -121,7 +124,7 @@ static inline uint8_t e4m3_encode(float x) {
 
 // ---- INT4 / INT8 -----------------------------------------------------------------------------
 static inline int8_t int_round_clamp(float v, float lo, float hi) {
-  float r = std::nearbyint(v);  // default rounding mode: to nearest, ties to even
+  float r = ::nearbyintf(v);  // default rounding mode: to nearest, ties to even
   if (r < lo) r = lo;
   if (r > hi) r = hi;
   return static_cast<int8_t>(r);
@@ -140,9 +143,9 @@ static inline int8_t int4_from_nibble(uint8_t n) {
 // G = 448·6 / amax_tensor. A tensor without a non-zero finite value (or one so tiny that G would
 // overflow) gets G = 1: its blocks then quantize to zero codes, which is what they hold.
 static inline float nvfp4_global_scale(float amax_tensor) {
-  if (!(amax_tensor > 0.0f) || !std::isfinite(amax_tensor)) return 1.0f;
+  if (!(amax_tensor > 0.0f) || f32_bits(amax_tensor) >= kF32InfBits) return 1.0f;
   const float g = 2688.0f / amax_tensor;
-  return std::isfinite(g) ? g : 1.0f;
+  return f32_bits(g) >= kF32InfBits ? 1.0f : g;
 }
 
 }  // namespace svdq
