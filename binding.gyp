@@ -19,6 +19,7 @@
         "native/addon/addon.cpp",
         "native/addon/formats_binding.cpp",
         "native/cpu/isa.cpp",
+        "native/cpu/thread_pool.cpp",
         "native/formats/quantize_portable.cpp"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -1,0 +1,122 @@
+// Thread pool: workers sleep on a condition variable between jobs; tasks are handed out with a
+// shared counter under the mutex (tasks are coarse: a tile row band, a panel of columns).
+#include "svdquant/thread_pool.h"
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+
+namespace svdq {
+
+int physical_cores() {
+  static const int cores = [] {
+    std::set<std::pair<int, int>> ids;
+    for (int cpu = 0; cpu < 4096; ++cpu) {
+      const std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+      std::ifstream core(base + "core_id"), pkg(base + "physical_package_id");
+      int c = -1, p = -1;
+      if (!(core >> c)) break;
+      if (!(pkg >> p)) p = 0;
+      ids.insert({p, c});
+    }
+    int n = static_cast<int>(ids.size());
+    if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+    return n > 0 ? n : 1;
+  }();
+  return cores;
+}
+
+ThreadPool::ThreadPool(int threads) {
+  if (threads <= 0) threads = physical_cores();
+  for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::run_tasks(int thread) {
+  for (;;) {
+    int64_t task;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (next_ >= tasks_ || error_) return;
+      task = next_++;
+    }
+    try {
+      (*fn_)(task, thread);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+}
+
+void ThreadPool::worker_loop(int thread) {
+  int64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      ++busy_;
+    }
+    run_tasks(thread);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --busy_;
+    }
+    done_.notify_all();
+  }
+}
+
+void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, int)>& fn) {
+  if (tasks <= 0) return;
+  std::lock_guard<std::mutex> run(run_mutex_);
+  if (workers_.empty() || tasks == 1) {
+    for (int64_t t = 0; t < tasks; ++t) fn(t, 0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fn_ = &fn;
+    tasks_ = tasks;
+    next_ = 0;
+    error_ = nullptr;
+    ++generation_;
+  }
+  wake_.notify_all();
+  run_tasks(0);
+  std::exception_ptr error;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return busy_ == 0 && (next_ >= tasks_ || error_); });
+    // Workers that never woke for this generation must not pick it up later.
+    tasks_ = 0;
+    fn_ = nullptr;
+    error = error_;
+    error_ = nullptr;
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+ThreadPool& shared_pool(int threads) {
+  if (threads <= 0) threads = physical_cores();
+  static std::mutex m;
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  std::lock_guard<std::mutex> lock(m);
+  auto& p = pools[threads];
+  if (!p) p = std::make_unique<ThreadPool>(threads);
+  return *p;
+}
+
+}  // namespace svdq
