@@ -16,11 +16,8 @@
     {
       "target_name": "svdquant",
       "sources": [
-        "native/addon/addon.cpp",
-        "native/addon/formats_binding.cpp",
-        "native/cpu/isa.cpp",
-        "native/cpu/thread_pool.cpp",
-        "native/formats/quantize_portable.cpp"
+        "<!@(node -p \"require('fs').readdirSync('native/addon').filter(f => f.endsWith('.cpp')).map(f => 'native/addon/' + f).join(' ')\")",
+        "<!@(node scripts/list-sources.cjs core)"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -38,14 +35,14 @@
         {
           "target_name": "svdq_avx2",
           "type": "static_library",
-          "sources": ["native/formats/quantize_avx2.cpp"],
+          "sources": ["<!@(node scripts/list-sources.cjs avx2)"],
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
           "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["<@(svdq_cflags)", "-mavx2", "-mfma", "-mf16c"]}
         },
         {
           "target_name": "svdq_avx512",
           "type": "static_library",
-          "sources": ["native/formats/quantize_avx512.cpp"],
+          "sources": ["<!@(node scripts/list-sources.cjs avx512)"],
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"],
           "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["<@(svdq_cflags)", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"]}
         }
