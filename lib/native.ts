@@ -35,6 +35,8 @@ export interface NativeAddon {
     globalScale: number, out: Float32Array, sync: true): undefined;
   dequantize(scheme: NativeScheme, codes: CodesArray, scales: ScalesArray, rows: number, k: number,
     globalScale: number, out: Float32Array, sync: false): Promise<void>;
+  /** out = [fp32 FMA GFLOP/s, int8 GOP/s, DRAM read GB/s] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512). */
+  measurePeaks(threads: number, isa: number, out: Float64Array): Promise<void>;
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;

@@ -1,12 +1,13 @@
 // Module entry: registers every binding family.
 #include <napi.h>
 
-#include "formats_binding.h"
+#include "bindings.h"
 
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   svdq_addon::register_formats(env, exports);
+  svdq_addon::register_bench(env, exports);
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }

@@ -5,7 +5,7 @@
 
 #include "args.h"
 #include "async_task.h"
-#include "formats_binding.h"
+#include "bindings.h"
 #include "svdquant/isa.h"
 
 namespace svdq_addon {

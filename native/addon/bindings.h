@@ -1,0 +1,7 @@
+// One registration function per binding family; addon.cpp calls them all.
+#pragma once
+#include <napi.h>
+namespace svdq_addon {
+void register_formats(Napi::Env env, Napi::Object exports);
+void register_bench(Napi::Env env, Napi::Object exports);
+}  // namespace svdq_addon
