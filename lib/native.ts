@@ -24,7 +24,33 @@ export interface NativeIsaInfo {
 type CodesArray = Uint8Array | Int8Array;
 type ScalesArray = Float32Array | Uint8Array;
 
+/** A native SVDQuant layer in kernel format (native/addon/layer_binding.cpp). */
+export interface NativeLowbitHandle {
+  forward(x: Float32Array, m: number, y: Float32Array, mode: number, threads: number): Promise<void>;
+  dispose(): void;
+  readonly bytes: number;
+  readonly disposed: boolean;
+}
+
+export interface NativeLowbitDesc {
+  scheme: number;
+  n: number;
+  k: number;
+  rank: number;
+  codes: ArrayBufferView;
+  scales: ArrayBufferView;
+  globalScale: number;
+  smooth: Float32Array | null;
+  lDown: Float32Array | null;
+  lUp: Float32Array | null;
+  bias: Float32Array | null;
+  actMxRule: number;
+  lowRankBf16: boolean;
+}
+
 export interface NativeAddon {
+  /** Repacks a layer's canonical tensors into the kernel format, off the main thread. */
+  prepareLowbitLayer(desc: NativeLowbitDesc): Promise<NativeLowbitHandle>;
   napiVersion: number;
   isaInfo(): NativeIsaInfo;
   quantize(scheme: NativeScheme, x: Float32Array, rows: number, k: number, codes: CodesArray, scales: ScalesArray,
@@ -37,6 +63,13 @@ export interface NativeAddon {
     globalScale: number, out: Float32Array, sync: false): Promise<void>;
   /** out = [fp32 FMA GFLOP/s, int8 GOP/s, DRAM read GB/s] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512). */
   measurePeaks(threads: number, isa: number, out: Float64Array): Promise<void>;
+  /** Times the SVDQuant layer on a synthetic layer; out = [ms per run..., kernel-format bytes, bf16 bytes]. */
+  benchLowbit(scheme: number, m: number, k: number, n: number, rank: number, mode: number, threads: number,
+    warmup: number, reps: number, out: Float64Array, streamBytes?: number): Promise<void>;
+  /** Times Y = X·Wᵀ + b with W packed once; out = [ms per run..., packed bytes]. */
+  benchGemmF32(m: number, k: number, n: number, threads: number, warmup: number, reps: number, out: Float64Array): Promise<void>;
+  /** Physical cores of this machine: the default thread count of the engine's pool. */
+  physicalCores(): number;
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;

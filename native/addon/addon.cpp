@@ -8,6 +8,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   svdq_addon::register_formats(env, exports);
   svdq_addon::register_bench(env, exports);
+  svdq_addon::register_layers(env, exports);
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }

@@ -4,4 +4,5 @@
 namespace svdq_addon {
 void register_formats(Napi::Env env, Napi::Object exports);
 void register_bench(Napi::Env env, Napi::Object exports);
+void register_layers(Napi::Env env, Napi::Object exports);
 }  // namespace svdq_addon
