@@ -20,3 +20,4 @@ export { writeFileAtomic } from './io/atomic-write.js';
 export { tensorFromSafetensors, tensorToSafetensors } from './io/tensor-bridge.js';
 export { NativeLowbitLayer, LOW_RANK_MODES } from './runtime/native-layer.js';
 export type { LowbitLayerData, LowRankMode } from './runtime/native-layer.js';
+export * from './graph/index.js';

@@ -48,6 +48,9 @@ export interface NativeLowbitDesc {
   lowRankBf16: boolean;
 }
 
+/** fp32 weights packed for the GEMM micro-kernel (an opaque native external). */
+export type NativePackedF32 = { readonly __brand: 'NativePackedF32' };
+
 export interface NativeAddon {
   /** Repacks a layer's canonical tensors into the kernel format, off the main thread. */
   prepareLowbitLayer(desc: NativeLowbitDesc): Promise<NativeLowbitHandle>;
@@ -73,6 +76,53 @@ export interface NativeAddon {
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;
+  // ---- quantizer numerics (native/addon/quant_binding.cpp); all run off the JS thread ----
+  /**
+   * Top-r SVD of w [n, k] (method 0 auto, 1 exact Jacobi, 2 randomized): up [n·r] = U_r,
+   * down [r·k] = Σ_r V_rᵀ, sigma [r].
+   */
+  svdTopR(w: Float32Array, n: number, k: number, r: number, method: number, oversample: number, powerIters: number,
+    seed: number, threads: number, up: Float32Array, down: Float32Array, sigma: Float32Array): Promise<void>;
+  /** R = w − up·down (r = 0: R = w), RTN-quantized into canonical codes/scales; out[0] = nvfp4 tensor scale G; residual (optional) receives R. */
+  quantizeResidual(w: Float32Array, n: number, k: number, up: Float32Array | null, down: Float32Array | null, r: number,
+    scheme: NativeScheme, mxRule: number, threads: number, codes: CodesArray, scales: ScalesArray, out: Float64Array,
+    residual: Float32Array | null): Promise<void>;
+  /** GPTQ of r [n, k] on h [k, k]; out = [objective, outputSqError, dampAdded, deadColumns, globalScale]. */
+  gptqQuantize(r: Float32Array, n: number, k: number, h: Float32Array, scheme: NativeScheme, mxRule: number, damp: number,
+    blockSize: number, actOrder: boolean, threads: number, codes: CodesArray, scales: ScalesArray, out: Float64Array,
+    dequant: Float32Array | null): Promise<void>;
+  /** h [k, k] += alpha·xᵀx for x [m, k]. */
+  hessianAccumulate(h: Float32Array, x: Float32Array, m: number, k: number, alpha: number, threads: number): Promise<void>;
+  /** L ← best rank-r of (w − Q(w − L)) while the weight error falls; errors[t] per step; out = [best, errors written]. */
+  refineLowrank(w: Float32Array, n: number, k: number, r: number, scheme: NativeScheme, mxRule: number, iters: number,
+    oversample: number, powerIters: number, seed: number, threads: number, up: Float32Array, down: Float32Array,
+    errors: Float64Array, out: Float64Array): Promise<void>;
+  /** C[m, n] = alpha·op(A)·op(B) + beta·C, row-major (gemm_f32.h). */
+  gemmF32(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number,
+    b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number, threads: number): Promise<void>;
+  // ---- tensor-graph ops (native/addon/graph_ops_binding.cpp); all run off the JS thread ----
+  /** y[r, :] = LayerNorm of x[r, :] over `dim` (biased variance), times gamma plus beta (null: 1 and 0). */
+  layerNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, beta: Float32Array | null,
+    eps: number, y: Float32Array, threads: number): Promise<void>;
+  /** y[r, :] = x[r, :] / sqrt(mean(x²) + eps) · gamma (null: 1). */
+  rmsNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, eps: number, y: Float32Array,
+    threads: number): Promise<void>;
+  /** GELU of the first n elements; approximate 0: exact (erf), 1: tanh form. */
+  gelu(x: Float32Array, n: number, y: Float32Array, approximate: 0 | 1, threads: number): Promise<void>;
+  /** SiLU (x · sigmoid(x)) of the first n elements. */
+  silu(x: Float32Array, n: number, y: Float32Array, threads: number): Promise<void>;
+  /** Softmax over each row of `cols` values. */
+  softmaxRows(x: Float32Array, rows: number, cols: number, y: Float32Array, threads: number): Promise<void>;
+  /** y = a + b over n elements. */
+  add(a: Float32Array, b: Float32Array, n: number, y: Float32Array, threads: number): Promise<void>;
+  /** Scaled dot-product attention; q, k, v, out are [batch, tokens, heads·headDim]. */
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, tokens: number, heads: number,
+    headDim: number, scale: number, out: Float32Array, threads: number): Promise<void>;
+  /** Packs W [n, k] for the fp32 GEMM (an opaque native handle, freed by the garbage collector). */
+  packF32Weights(w: Float32Array, n: number, k: number, threads: number): Promise<NativePackedF32>;
+  /** y[m, n] = x[m, k] · Wᵀ (+ bias[n]) with W packed by packF32Weights. */
+  linearF32(packed: NativePackedF32, x: Float32Array, m: number, bias: Float32Array | null, y: Float32Array,
+    threads: number): Promise<void>;
 }
 
 /** The package root: this file is lib/native.ts in the sources and dist/native.js when built. */

@@ -9,6 +9,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   svdq_addon::register_formats(env, exports);
   svdq_addon::register_bench(env, exports);
   svdq_addon::register_layers(env, exports);
+  svdq_addon::register_graph_ops(env, exports);
+  svdq_addon::register_quant(env, exports);
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }

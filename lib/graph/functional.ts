@@ -1,0 +1,171 @@
+/**
+ * The graph's tensor ops as functions: each validates its arguments (ArgumentError naming the
+ * argument), allocates the output and runs the native kernel off the JavaScript thread.
+ * Inputs may be f32, f16 or bf16 (converted to f32 first); outputs are always f32.
+ */
+import { ArgumentError } from '../errors.js';
+import { native } from '../native.js';
+import { Tensor } from '../tensor.js';
+
+/** Options every op accepts. */
+export interface OpOptions {
+  /** Engine threads (0, the default: the physical cores). */
+  threads?: number;
+}
+
+export type GeluApproximate = 'none' | 'tanh';
+export const GELU_APPROXIMATIONS: readonly GeluApproximate[] = ['none', 'tanh'];
+
+function describeTensor(t: unknown): unknown {
+  return t instanceof Tensor ? t.toString() : t;
+}
+
+/** `x` as an f32 tensor with at least `minDims` dimensions (converting f16/bf16). */
+export function floatInput(x: unknown, argument: string, minDims = 1): Tensor<'f32'> {
+  if (!(x instanceof Tensor) || !(x.dtype === 'f32' || x.dtype === 'f16' || x.dtype === 'bf16') || x.ndim < minDims) {
+    throw new ArgumentError(argument, `an f32, f16 or bf16 tensor with at least ${minDims} dimension${minDims === 1 ? '' : 's'}`, describeTensor(x));
+  }
+  return x.to('f32');
+}
+
+/** An optional f32 vector of `length` elements (the parameters of the norms). */
+export function optionalVector(t: unknown, argument: string, length: number): Float32Array | null {
+  if (t === undefined || t === null) return null;
+  if (!(t instanceof Tensor) || t.dtype !== 'f32' || t.ndim !== 1 || t.shape[0] !== length) {
+    throw new ArgumentError(argument, `an f32 tensor of shape [${length}] or null`, describeTensor(t));
+  }
+  return t.data as Float32Array;
+}
+
+export function checkThreads(options: OpOptions | undefined, argument = 'options.threads'): number {
+  const threads = options?.threads ?? 0;
+  if (!Number.isInteger(threads) || threads < 0 || threads > 1024) {
+    throw new ArgumentError(argument, 'an integer in [0, 1024] (0: physical cores)', threads);
+  }
+  return threads;
+}
+
+export function checkEps(eps: unknown, argument: string): number {
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) throw new ArgumentError(argument, 'a finite number >= 0', eps);
+  return eps;
+}
+
+export interface LayerNormOptions extends OpOptions {
+  /** gamma [dim]; omitted or null: 1. */
+  weight?: Tensor | null;
+  /** beta [dim]; omitted or null: 0. */
+  bias?: Tensor | null;
+  /** Added to the variance; default 1e-5. */
+  eps?: number;
+}
+
+/** LayerNorm over the last dimension (biased variance, as PyTorch). */
+export async function layerNorm(x: Tensor, options: LayerNormOptions = {}): Promise<Tensor<'f32'>> {
+  const xf = floatInput(x, 'x');
+  const dim = xf.shape[xf.ndim - 1];
+  const gamma = optionalVector(options.weight, 'options.weight', dim);
+  const beta = optionalVector(options.bias, 'options.bias', dim);
+  const eps = checkEps(options.eps ?? 1e-5, 'options.eps');
+  const threads = checkThreads(options);
+  const y = Tensor.zeros(xf.shape, 'f32');
+  const rows = dim === 0 ? 0 : xf.numel / dim;
+  await native().layerNorm(xf.data, rows, dim, gamma, beta, eps, y.data, threads);
+  return y;
+}
+
+export interface RmsNormOptions extends OpOptions {
+  /** gamma [dim]; omitted or null: 1. */
+  weight?: Tensor | null;
+  /** Added to the mean square; default 1e-6. */
+  eps?: number;
+}
+
+/** RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · gamma. */
+export async function rmsNorm(x: Tensor, options: RmsNormOptions = {}): Promise<Tensor<'f32'>> {
+  const xf = floatInput(x, 'x');
+  const dim = xf.shape[xf.ndim - 1];
+  const gamma = optionalVector(options.weight, 'options.weight', dim);
+  const eps = checkEps(options.eps ?? 1e-6, 'options.eps');
+  const threads = checkThreads(options);
+  const y = Tensor.zeros(xf.shape, 'f32');
+  const rows = dim === 0 ? 0 : xf.numel / dim;
+  await native().rmsNorm(xf.data, rows, dim, gamma, eps, y.data, threads);
+  return y;
+}
+
+export function checkApproximate(approximate: unknown, argument: string): GeluApproximate {
+  if (!GELU_APPROXIMATIONS.includes(approximate as GeluApproximate)) {
+    throw new ArgumentError(argument, `one of ${GELU_APPROXIMATIONS.map((a) => `'${a}'`).join(', ')}`, approximate);
+  }
+  return approximate as GeluApproximate;
+}
+
+/** GELU, exact (erf, `approximate: 'none'`, the default) or the tanh form. */
+export async function gelu(x: Tensor, options: OpOptions & { approximate?: GeluApproximate } = {}): Promise<Tensor<'f32'>> {
+  const xf = floatInput(x, 'x', 0);
+  const approximate = checkApproximate(options.approximate ?? 'none', 'options.approximate');
+  const threads = checkThreads(options);
+  const y = Tensor.zeros(xf.shape, 'f32');
+  await native().gelu(xf.data, xf.numel, y.data, approximate === 'tanh' ? 1 : 0, threads);
+  return y;
+}
+
+/** SiLU: x · sigmoid(x). */
+export async function silu(x: Tensor, options: OpOptions = {}): Promise<Tensor<'f32'>> {
+  const xf = floatInput(x, 'x', 0);
+  const threads = checkThreads(options);
+  const y = Tensor.zeros(xf.shape, 'f32');
+  await native().silu(xf.data, xf.numel, y.data, threads);
+  return y;
+}
+
+/** Softmax over the last dimension. A row that is all -Inf or holds NaN gives NaN. */
+export async function softmax(x: Tensor, options: OpOptions = {}): Promise<Tensor<'f32'>> {
+  const xf = floatInput(x, 'x');
+  const cols = xf.shape[xf.ndim - 1];
+  const threads = checkThreads(options);
+  const y = Tensor.zeros(xf.shape, 'f32');
+  await native().softmaxRows(xf.data, cols === 0 ? 0 : xf.numel / cols, cols, y.data, threads);
+  return y;
+}
+
+/** a + b, elementwise, for tensors of the same shape. */
+export async function add(a: Tensor, b: Tensor, options: OpOptions = {}): Promise<Tensor<'f32'>> {
+  const af = floatInput(a, 'a', 0);
+  const bf = floatInput(b, 'b', 0);
+  if (af.shape.join() !== bf.shape.join() || af.ndim !== bf.ndim) {
+    throw new ArgumentError('b', `a tensor of the same shape as a, [${af.shape.join(', ')}]`, bf.toString());
+  }
+  const threads = checkThreads(options);
+  const y = Tensor.zeros(af.shape, 'f32');
+  await native().add(af.data, bf.data, af.numel, y.data, threads);
+  return y;
+}
+
+/**
+ * Multi-head scaled dot-product attention: q, k, v are [T, D] or [B, T, D] with D = heads · headDim
+ * (head h in columns [h·headDim, (h+1)·headDim)); per batch and head,
+ * out = softmax(q·kᵀ · scale) · v with the softmax over the keys. `scale` defaults to 1/√headDim.
+ */
+export async function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, heads: number,
+  options: OpOptions & { scale?: number } = {}): Promise<Tensor<'f32'>> {
+  const qf = floatInput(q, 'q', 2);
+  if (qf.ndim > 3) throw new ArgumentError('q', 'a tensor of shape [T, D] or [B, T, D]', qf.toString());
+  const kf = floatInput(k, 'k', 2);
+  const vf = floatInput(v, 'v', 2);
+  if (kf.shape.join() !== qf.shape.join() || kf.ndim !== qf.ndim) throw new ArgumentError('k', `a tensor of the shape of q, [${qf.shape.join(', ')}]`, kf.toString());
+  if (vf.shape.join() !== qf.shape.join() || vf.ndim !== qf.ndim) throw new ArgumentError('v', `a tensor of the shape of q, [${qf.shape.join(', ')}]`, vf.toString());
+  const d = qf.shape[qf.ndim - 1];
+  if (!Number.isInteger(heads) || heads < 1 || d % heads !== 0) {
+    throw new ArgumentError('heads', `a positive integer dividing the model dimension ${d}`, heads);
+  }
+  const headDim = d / heads;
+  const scale = options.scale ?? (headDim > 0 ? 1 / Math.sqrt(headDim) : 1);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new ArgumentError('options.scale', 'a finite number', scale);
+  const threads = checkThreads(options);
+  const batch = qf.ndim === 3 ? qf.shape[0] : 1;
+  const tokens = qf.shape[qf.ndim - 2];
+  const out = Tensor.zeros(qf.shape, 'f32');
+  await native().attention(qf.data, kf.data, vf.data, batch, tokens, heads, headDim, scale, out.data, threads);
+  return out;
+}

@@ -1,0 +1,237 @@
+// Bindings for the tensor graph (lib/graph): the non-linear ops of ops.h and the Linear layer's
+// fp32 GEMM with weights packed once (gemm_f32.h). Every op runs off the JavaScript thread and
+// returns a Promise; outputs are caller-allocated Float32Arrays.
+#include <algorithm>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "async_task.h"
+#include "bindings.h"
+#include "svdquant/gemm_f32.h"
+#include "svdquant/isa.h"
+#include "svdquant/ops.h"
+#include "svdquant/thread_pool.h"
+
+namespace svdq_addon {
+namespace {
+
+constexpr int64_t kMaxElems = int64_t(1) << 46;
+
+// Tags the externals that hold packed weights, so that no other external is ever read as one.
+const napi_type_tag kPackedTag = {0x5c1d4e2a9b7f4c31ULL, 0x8e0f6a2d3b9c7e15ULL};
+
+using PackedPtr = std::shared_ptr<svdq::PackedF32>;
+
+const float* get_optional_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t elems,
+                              std::vector<Napi::Value>& keep) {
+  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  const float* p = get_array<float>(info, i, name, napi_float32_array, elems, "Float32Array or null");
+  keep.push_back(info[i]);
+  return p;
+}
+
+int get_threads(const Napi::CallbackInfo& info, size_t i) {
+  return static_cast<int>(get_int(info, i, "threads", 0, 1024));
+}
+
+// layerNorm(x, rows, dim, gamma|null, beta|null, eps, y, threads) -> Promise<void>
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t rows = get_int(info, 1, "rows", 0, kMaxElems);
+  const int64_t dim = get_int(info, 2, "dim", 0, kMaxElems);
+  if (rows * dim > kMaxElems) throw_arg(env, "rows", "rows · dim below 2^46");
+  const float* x = get_array<float>(info, 0, "x", napi_float32_array, rows * dim, "Float32Array");
+  std::vector<Napi::Value> keep{info[0]};
+  const float* gamma = get_optional_f32(info, 3, "gamma", dim, keep);
+  const float* beta = get_optional_f32(info, 4, "beta", dim, keep);
+  const float eps = static_cast<float>(get_number(info, 5, "eps"));
+  float* y = get_array<float>(info, 6, "y", napi_float32_array, rows * dim, "Float32Array");
+  keep.push_back(info[6]);
+  const int threads = get_threads(info, 7);
+  return run_job(env, false, [=] {
+    svdq::layernorm_f32(x, rows, dim, gamma, beta, eps, y, svdq::shared_pool(threads));
+  }, keep);
+}
+
+// rmsNorm(x, rows, dim, gamma|null, eps, y, threads) -> Promise<void>
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t rows = get_int(info, 1, "rows", 0, kMaxElems);
+  const int64_t dim = get_int(info, 2, "dim", 0, kMaxElems);
+  if (rows * dim > kMaxElems) throw_arg(env, "rows", "rows · dim below 2^46");
+  const float* x = get_array<float>(info, 0, "x", napi_float32_array, rows * dim, "Float32Array");
+  std::vector<Napi::Value> keep{info[0]};
+  const float* gamma = get_optional_f32(info, 3, "gamma", dim, keep);
+  const float eps = static_cast<float>(get_number(info, 4, "eps"));
+  float* y = get_array<float>(info, 5, "y", napi_float32_array, rows * dim, "Float32Array");
+  keep.push_back(info[5]);
+  const int threads = get_threads(info, 6);
+  return run_job(env, false, [=] {
+    svdq::rmsnorm_f32(x, rows, dim, gamma, eps, y, svdq::shared_pool(threads));
+  }, keep);
+}
+
+// Elementwise unary op: (x, n, y, ...) with n elements.
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  // gelu(x, n, y, approximate 0 (erf) | 1 (tanh), threads) -> Promise<void>
+  Napi::Env env = info.Env();
+  const int64_t n = get_int(info, 1, "n", 0, kMaxElems);
+  const float* x = get_array<float>(info, 0, "x", napi_float32_array, n, "Float32Array");
+  float* y = get_array<float>(info, 2, "y", napi_float32_array, n, "Float32Array");
+  const bool approx = get_int(info, 3, "approximate", 0, 1) == 1;
+  const int threads = get_threads(info, 4);
+  return run_job(env, false, [=] { svdq::gelu_f32(x, n, y, approx, svdq::shared_pool(threads)); }, {info[0], info[2]});
+}
+
+// silu(x, n, y, threads) -> Promise<void>
+Napi::Value Silu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t n = get_int(info, 1, "n", 0, kMaxElems);
+  const float* x = get_array<float>(info, 0, "x", napi_float32_array, n, "Float32Array");
+  float* y = get_array<float>(info, 2, "y", napi_float32_array, n, "Float32Array");
+  const int threads = get_threads(info, 3);
+  return run_job(env, false, [=] { svdq::silu_f32(x, n, y, svdq::shared_pool(threads)); }, {info[0], info[2]});
+}
+
+// softmaxRows(x, rows, cols, y, threads) -> Promise<void>
+Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t rows = get_int(info, 1, "rows", 0, kMaxElems);
+  const int64_t cols = get_int(info, 2, "cols", 0, kMaxElems);
+  if (rows * cols > kMaxElems) throw_arg(env, "rows", "rows · cols below 2^46");
+  const float* x = get_array<float>(info, 0, "x", napi_float32_array, rows * cols, "Float32Array");
+  float* y = get_array<float>(info, 3, "y", napi_float32_array, rows * cols, "Float32Array");
+  const int threads = get_threads(info, 4);
+  return run_job(env, false, [=] { svdq::softmax_rows_f32(x, rows, cols, y, svdq::shared_pool(threads)); },
+                 {info[0], info[3]});
+}
+
+// add(a, b, n, y, threads) -> Promise<void>
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t n = get_int(info, 2, "n", 0, kMaxElems);
+  const float* a = get_array<float>(info, 0, "a", napi_float32_array, n, "Float32Array");
+  const float* b = get_array<float>(info, 1, "b", napi_float32_array, n, "Float32Array");
+  float* y = get_array<float>(info, 3, "y", napi_float32_array, n, "Float32Array");
+  const int threads = get_threads(info, 4);
+  return run_job(env, false, [=] { svdq::add_f32(a, b, n, y, svdq::shared_pool(threads)); }, {info[0], info[1], info[3]});
+}
+
+// attention(q, k, v, batch, tokens, heads, headDim, scale, out, threads) -> Promise<void>
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t batch = get_int(info, 3, "batch", 0, kMaxElems);
+  const int64_t tokens = get_int(info, 4, "tokens", 0, kMaxElems);
+  const int64_t heads = get_int(info, 5, "heads", 0, 1 << 20);
+  const int64_t head_dim = get_int(info, 6, "headDim", 0, 1 << 20);
+  const double total = static_cast<double>(batch) * static_cast<double>(tokens) * static_cast<double>(heads) *
+                       static_cast<double>(head_dim);
+  if (total > static_cast<double>(kMaxElems)) throw_arg(env, "tokens", "batch · tokens · heads · headDim below 2^46");
+  const int64_t elems = batch * tokens * heads * head_dim;
+  const float* q = get_array<float>(info, 0, "q", napi_float32_array, elems, "Float32Array");
+  const float* k = get_array<float>(info, 1, "k", napi_float32_array, elems, "Float32Array");
+  const float* v = get_array<float>(info, 2, "v", napi_float32_array, elems, "Float32Array");
+  const float scale = static_cast<float>(get_number(info, 7, "scale"));
+  float* out = get_array<float>(info, 8, "out", napi_float32_array, elems, "Float32Array");
+  const int threads = get_threads(info, 9);
+  return run_job(env, false, [=] {
+    svdq::attention_f32(q, k, v, batch, tokens, heads, head_dim, scale, out, svdq::shared_pool(threads));
+  }, {info[0], info[1], info[2], info[8]});
+}
+
+// Packs W [n, k] off the main thread, then settles with a tagged external owning the panels.
+class PackTask : public Napi::AsyncWorker {
+ public:
+  PackTask(Napi::Env env, const float* w, int64_t n, int64_t k, int threads, Napi::Object keep)
+      : Napi::AsyncWorker(env, "svdquant"), w_(w), n_(n), k_(k), threads_(threads),
+        deferred_(Napi::Promise::Deferred::New(env)), keep_(Napi::Persistent(keep)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      packed_ = std::make_shared<svdq::PackedF32>(svdq::pack_f32_weights(
+          w_, n_, k_, k_, svdq::isa_choice().active, svdq::shared_pool(threads_)));
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    const int64_t bytes = static_cast<int64_t>(packed_->bytes);
+    auto* holder = new PackedPtr(std::move(packed_));
+    Napi::External<PackedPtr> ext = Napi::External<PackedPtr>::New(env, holder, [bytes](Napi::Env e, PackedPtr* p) {
+      Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+      delete p;
+    });
+    ext.TypeTag(&kPackedTag);
+    Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+    deferred_.Resolve(ext);
+  }
+
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(make_error(Env(), "ERR_SVDQ_NATIVE", e.Message()).Value());
+  }
+
+ private:
+  const float* w_;
+  int64_t n_, k_;
+  int threads_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_;
+  PackedPtr packed_;
+};
+
+// packF32Weights(w, n, k, threads) -> Promise<external>
+Napi::Value PackF32Weights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t n = get_int(info, 1, "n", 1, int64_t(1) << 30);
+  const int64_t k = get_int(info, 2, "k", 1, int64_t(1) << 30);
+  if (static_cast<double>(n) * static_cast<double>(k) > static_cast<double>(kMaxElems)) throw_arg(env, "n", "n · k below 2^46");
+  const float* w = get_array<float>(info, 0, "w", napi_float32_array, n * k, "Float32Array");
+  const int threads = get_threads(info, 3);
+  auto* task = new PackTask(env, w, n, k, threads, info[0].As<Napi::Object>());
+  Napi::Promise p = task->promise();
+  task->Queue();
+  return p;
+}
+
+// linearF32(packed, x, m, bias|null, y, threads) -> Promise<void>: y[m, n] = x[m, k]·Wᵀ (+ bias)
+Napi::Value LinearF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<PackedPtr>>().CheckTypeTag(&kPackedTag))
+    throw_arg(env, "packed", "packed weights from packF32Weights");
+  PackedPtr packed = *info[0].As<Napi::External<PackedPtr>>().Data();
+  const int64_t m = get_int(info, 2, "m", 0, kMaxElems);
+  if (static_cast<double>(m) * static_cast<double>(std::max(packed->k, packed->n)) > static_cast<double>(kMaxElems))
+    throw_arg(env, "m", "m · max(n, k) below 2^46");
+  const float* x = get_array<float>(info, 1, "x", napi_float32_array, m * packed->k, "Float32Array");
+  std::vector<Napi::Value> keep{info[1]};
+  const float* bias = get_optional_f32(info, 3, "bias", packed->n, keep);
+  float* y = get_array<float>(info, 4, "y", napi_float32_array, m * packed->n, "Float32Array");
+  keep.push_back(info[4]);
+  const int threads = get_threads(info, 5);
+  return run_job(env, false, [=] {
+    svdq::gemm_f32_packed(x, m, packed->k, *packed, bias, y, packed->n, false, svdq::shared_pool(threads));
+  }, keep);
+}
+
+}  // namespace
+
+void register_graph_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm, "layerNorm"));
+  exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm, "rmsNorm"));
+  exports.Set("gelu", Napi::Function::New(env, Gelu, "gelu"));
+  exports.Set("silu", Napi::Function::New(env, Silu, "silu"));
+  exports.Set("softmaxRows", Napi::Function::New(env, SoftmaxRows, "softmaxRows"));
+  exports.Set("add", Napi::Function::New(env, Add, "add"));
+  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  exports.Set("packF32Weights", Napi::Function::New(env, PackF32Weights, "packF32Weights"));
+  exports.Set("linearF32", Napi::Function::New(env, LinearF32, "linearF32"));
+}
+
+}  // namespace svdq_addon
