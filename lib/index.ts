@@ -21,3 +21,4 @@ export { tensorFromSafetensors, tensorToSafetensors } from './io/tensor-bridge.j
 export { NativeLowbitLayer, LOW_RANK_MODES } from './runtime/native-layer.js';
 export type { LowbitLayerData, LowRankMode } from './runtime/native-layer.js';
 export * from './graph/index.js';
+export * from './quant/index.js';

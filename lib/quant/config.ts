@@ -1,0 +1,206 @@
+/**
+ * SVDQuant configuration (names close to AMD Quark's SVDQuantConfig: svd_rank → rank, smooth_alpha →
+ * smoothAlpha, search_alpha → searchAlpha, alpha_candidates → alphaCandidates,
+ * alpha_search_max_samples → alphaSearchMaxSamples, exclude_patterns → exclude, min_layer_size →
+ * minDim, use_gptq/gptq_* → gptq), its defaults, validation, and the progress callback type.
+ */
+import { ArgumentError } from '../errors.js';
+import { MX_SCALE_RULES, SCHEME_NAMES } from '../formats/schemes.js';
+import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
+import { firstMatch } from './glob.js';
+
+export interface GptqConfig {
+  /** Columns per lazy-update block (>= 1). Default 128. */
+  blockSize: number;
+  /** Fraction of mean(diag H) added to the diagonal (>= 0). Default 0.01. */
+  damp: number;
+  /** Process columns in descending diag(H). Default false. */
+  actOrder: boolean;
+}
+
+export type SvdMethod = 'auto' | 'exact' | 'randomized';
+
+export interface SvdConfig {
+  /** 'auto' (default): exact Jacobi when r + oversample >= min(N, K), else randomized. */
+  method: SvdMethod;
+  /** Extra columns of the randomized range finder. Default 16. */
+  oversample: number;
+  /** Power iterations of the randomized range finder. Default 3. */
+  powerIters: number;
+}
+
+export type ProgressStage = 'start' | 'smoothing' | 'alpha-search' | 'svd' | 'refine' | 'residual' | 'gptq' | 'evaluate' | 'done' | 'skipped';
+
+export interface ProgressEvent {
+  /** Dotted name of the layer. */
+  layer: string;
+  /** 0-based index of the layer among those being processed. */
+  index: number;
+  /** Number of layers being processed. */
+  total: number;
+  stage: ProgressStage;
+}
+
+export type ProgressCallback = (event: ProgressEvent) => void;
+
+export interface SVDQuantConfig {
+  /** Target scheme (DESIGN.md §3). Default 'w4a4'. */
+  scheme: SchemeName;
+  /** Rank r of the low-rank branch (0: none). Default 32 (capped at min(N, K) per layer). */
+  rank: number;
+  /** Apply smoothing at all (false: λ = 1, no smoothing tensor). Default true. */
+  smooth: boolean;
+  /** α of λ_j = a_j^α / w_j^β when not searching. Default 0.5. */
+  smoothAlpha: number;
+  /** β; undefined: 1 − α (SmoothQuant's form). */
+  smoothBeta: number | undefined;
+  /** Search α per layer on the deployed layer's output error. Default false. */
+  searchAlpha: boolean;
+  /** Candidates of the α search. Default 0.1, 0.2, ..., 1.0 (10 values). */
+  alphaCandidates: number[];
+  /** Search β too (deepcompressor's way): the grid alphaCandidates × betaCandidates. Default false. */
+  searchBeta: boolean;
+  /** Candidates of the β search. Default 0, 0.25, 0.5, 0.75, 1. */
+  betaCandidates: number[];
+  /** Most tokens per layer kept (reservoir) for the α search and the error report. Default 1024. */
+  alphaSearchMaxSamples: number;
+  /** Globs on dotted layer names (`*` within a segment, `**` across segments); matches are skipped. */
+  exclude: string[];
+  /** Skip layers with min(N, K) < minDim. Default 0. */
+  minDim: number;
+  /** Low-rank refinement iterations L ← SVD_r(Ŵ − Q(Ŵ − L)) (0: plain SVD). Default 0. */
+  refineIterations: number;
+  /** GPTQ for the residual, or false for round-to-nearest (default). */
+  gptq: GptqConfig | false;
+  /** MXFP4 scale rule for weights and activations. Default 'even'. */
+  mxScaleRule: MxScaleRule;
+  svd: SvdConfig;
+  /** Seed of the randomized SVD and the reservoir sampling. Default 0x5D0E. */
+  seed: number;
+  /** Native threads (0: physical cores). Default 0. */
+  threads: number;
+  onProgress: ProgressCallback | undefined;
+}
+
+export type SVDQuantConfigInput = Partial<Omit<SVDQuantConfig, 'gptq' | 'svd'>> & {
+  gptq?: Partial<GptqConfig> | boolean;
+  svd?: Partial<SvdConfig>;
+};
+
+export const DEFAULT_GPTQ: Readonly<GptqConfig> = Object.freeze({ blockSize: 128, damp: 0.01, actOrder: false });
+
+export const DEFAULT_ALPHA_CANDIDATES: readonly number[] = Object.freeze([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]);
+export const DEFAULT_BETA_CANDIDATES: readonly number[] = Object.freeze([0, 0.25, 0.5, 0.75, 1]);
+
+export function defaultConfig(): SVDQuantConfig {
+  return {
+    scheme: 'w4a4',
+    rank: 32,
+    smooth: true,
+    smoothAlpha: 0.5,
+    smoothBeta: undefined,
+    searchAlpha: false,
+    alphaCandidates: [...DEFAULT_ALPHA_CANDIDATES],
+    searchBeta: false,
+    betaCandidates: [...DEFAULT_BETA_CANDIDATES],
+    alphaSearchMaxSamples: 1024,
+    exclude: [],
+    minDim: 0,
+    refineIterations: 0,
+    gptq: false,
+    mxScaleRule: 'even',
+    svd: { method: 'auto', oversample: 16, powerIters: 3 },
+    seed: 0x5d0e,
+    threads: 0,
+    onProgress: undefined,
+  };
+}
+
+const KNOWN_KEYS = new Set(Object.keys(defaultConfig()));
+
+function isInt(v: unknown, lo: number, hi: number): boolean {
+  return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+}
+
+function isReal(v: unknown, lo: number, hi: number): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi;
+}
+
+/** Throws ArgumentError naming the first bad field (e.g. 'config.rank'). */
+export function validateConfig(config: SVDQuantConfig): void {
+  if (config === null || typeof config !== 'object') throw new ArgumentError('config', 'an object', config);
+  for (const key of Object.keys(config)) {
+    if (!KNOWN_KEYS.has(key)) throw new ArgumentError(`config.${key}`, `no such field (known: ${[...KNOWN_KEYS].join(', ')})`, (config as unknown as Record<string, unknown>)[key]);
+  }
+  if (!SCHEME_NAMES.includes(config.scheme)) throw new ArgumentError('config.scheme', `one of ${SCHEME_NAMES.join(', ')}`, config.scheme);
+  if (!isInt(config.rank, 0, 65536)) throw new ArgumentError('config.rank', 'an integer in [0, 65536]', config.rank);
+  if (typeof config.smooth !== 'boolean') throw new ArgumentError('config.smooth', 'a boolean', config.smooth);
+  if (!isReal(config.smoothAlpha, 0, 1)) throw new ArgumentError('config.smoothAlpha', 'a number in [0, 1]', config.smoothAlpha);
+  if (config.smoothBeta !== undefined && !isReal(config.smoothBeta, 0, 1)) throw new ArgumentError('config.smoothBeta', 'undefined (1 − α) or a number in [0, 1]', config.smoothBeta);
+  if (typeof config.searchAlpha !== 'boolean') throw new ArgumentError('config.searchAlpha', 'a boolean', config.searchAlpha);
+  if (typeof config.searchBeta !== 'boolean') throw new ArgumentError('config.searchBeta', 'a boolean', config.searchBeta);
+  for (const field of ['alphaCandidates', 'betaCandidates'] as const) {
+    const v = config[field];
+    if (!Array.isArray(v) || v.length < 1 || v.length > 1000 || !v.every((a) => isReal(a, 0, 1))) {
+      throw new ArgumentError(`config.${field}`, 'a non-empty array (at most 1000) of numbers in [0, 1]', v);
+    }
+  }
+  if (!isInt(config.alphaSearchMaxSamples, 0, 1 << 24)) throw new ArgumentError('config.alphaSearchMaxSamples', 'an integer in [0, 16777216]', config.alphaSearchMaxSamples);
+  if (!Array.isArray(config.exclude) || !config.exclude.every((p) => typeof p === 'string' && p.length > 0)) {
+    throw new ArgumentError('config.exclude', 'an array of non-empty glob strings', config.exclude);
+  }
+  if (!isInt(config.minDim, 0, 2 ** 31)) throw new ArgumentError('config.minDim', 'an integer >= 0', config.minDim);
+  if (!isInt(config.refineIterations, 0, 1000)) throw new ArgumentError('config.refineIterations', 'an integer in [0, 1000]', config.refineIterations);
+  if (config.gptq !== false) {
+    const g = config.gptq;
+    if (g === null || typeof g !== 'object') throw new ArgumentError('config.gptq', 'false or { blockSize, damp, actOrder }', g);
+    for (const key of Object.keys(g)) {
+      if (!['blockSize', 'damp', 'actOrder'].includes(key)) throw new ArgumentError(`config.gptq.${key}`, 'no such field (known: blockSize, damp, actOrder)', (g as unknown as Record<string, unknown>)[key]);
+    }
+    if (!isInt(g.blockSize, 1, 1 << 20)) throw new ArgumentError('config.gptq.blockSize', 'an integer in [1, 1048576]', g.blockSize);
+    if (!isReal(g.damp, 0, 1e6)) throw new ArgumentError('config.gptq.damp', 'a finite number >= 0', g.damp);
+    if (typeof g.actOrder !== 'boolean') throw new ArgumentError('config.gptq.actOrder', 'a boolean', g.actOrder);
+  }
+  if (!MX_SCALE_RULES.includes(config.mxScaleRule)) throw new ArgumentError('config.mxScaleRule', `one of ${MX_SCALE_RULES.join(', ')}`, config.mxScaleRule);
+  const s = config.svd;
+  if (s === null || typeof s !== 'object') throw new ArgumentError('config.svd', 'an object { method, oversample, powerIters }', s);
+  if (!['auto', 'exact', 'randomized'].includes(s.method)) throw new ArgumentError('config.svd.method', "one of 'auto', 'exact', 'randomized'", s.method);
+  if (!isInt(s.oversample, 0, 4096)) throw new ArgumentError('config.svd.oversample', 'an integer in [0, 4096]', s.oversample);
+  if (!isInt(s.powerIters, 0, 64)) throw new ArgumentError('config.svd.powerIters', 'an integer in [0, 64]', s.powerIters);
+  if (!isInt(config.seed, 0, 2 ** 53)) throw new ArgumentError('config.seed', 'an integer in [0, 2^53]', config.seed);
+  if (!isInt(config.threads, 0, 1024)) throw new ArgumentError('config.threads', 'an integer in [0, 1024] (0: physical cores)', config.threads);
+  if (config.onProgress !== undefined && typeof config.onProgress !== 'function') throw new ArgumentError('config.onProgress', 'a function or undefined', config.onProgress);
+}
+
+/** Defaults filled in (gptq: true → the default GPTQ settings), then validated. */
+export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}): SVDQuantConfig {
+  if (input === null || typeof input !== 'object') throw new ArgumentError('config', 'an object', input);
+  const base = defaultConfig();
+  const { gptq, svd, ...rest } = input as SVDQuantConfigInput;
+  const out: SVDQuantConfig = { ...base };
+  for (const [key, value] of Object.entries(rest)) {
+    if (value !== undefined || key === 'smoothBeta' || key === 'onProgress') (out as unknown as Record<string, unknown>)[key] = value;
+  }
+  if (gptq === undefined || gptq === false) out.gptq = false;
+  else if (gptq === true) out.gptq = { ...DEFAULT_GPTQ };
+  else if (gptq !== null && typeof gptq === 'object') out.gptq = { ...DEFAULT_GPTQ, ...gptq };
+  else throw new ArgumentError('config.gptq', 'a boolean or { blockSize, damp, actOrder }', gptq);
+  if (svd !== undefined) {
+    if (svd === null || typeof svd !== 'object') throw new ArgumentError('config.svd', 'an object { method, oversample, powerIters }', svd);
+    out.svd = { ...base.svd, ...svd };
+  }
+  if (Array.isArray(out.alphaCandidates)) out.alphaCandidates = [...out.alphaCandidates];
+  if (Array.isArray(out.exclude)) out.exclude = [...out.exclude];
+  validateConfig(out);
+  return out;
+}
+
+export type LayerDecision = { quantize: true } | { quantize: false; reason: string };
+
+/** Whether a layer named `name` with weight [N, K] is quantized under `config`, and why not. */
+export function layerDecision(name: string, n: number, k: number, config: SVDQuantConfig): LayerDecision {
+  const pattern = firstMatch(config.exclude, name);
+  if (pattern !== undefined) return { quantize: false, reason: `excluded by pattern '${pattern}'` };
+  if (Math.min(n, k) < config.minDim) return { quantize: false, reason: `min(N, K) = ${Math.min(n, k)} is below minDim ${config.minDim}` };
+  return { quantize: true };
+}

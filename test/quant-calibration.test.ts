@@ -1,0 +1,88 @@
+// LayerStatsCollector: abs-max, XᵀX and H_λ, bounded deterministic reservoir.
+import t from 'tap';
+import { Tensor } from '../lib/index.js';
+import { LayerStatsCollector, SeededRandom } from '../lib/quant/index.js';
+
+function batch(rng: SeededRandom, m: number, k: number, offset: number): Tensor<'f32'> {
+  const x = new Float32Array(m * k);
+  for (let i = 0; i < m; i++) for (let j = 0; j < k; j++) x[i * k + j] = rng.normal() + (j === 0 ? offset + i : 0);
+  return Tensor.fromStorage(x, [m, k], 'f32');
+}
+
+t.test('abs-max per input channel over [..., K] inputs, non-finite values left out', async (t) => {
+  const c = new LayerStatsCollector(3, { maxSamples: 4 });
+  c.observe(Tensor.fromArray([1, -5, 2, -3, 4, 0.5], [2, 3]));
+  c.observe(Tensor.fromArray([0, 1, -7, 2, NaN, Infinity, 0, 0, 0, 0, 0, 0], [2, 2, 3]));
+  t.same(Array.from(c.actAbsMax), [3, 5, 7]);
+  t.equal(c.tokenCount, 6);
+  t.equal(c.sampleCount, 4);
+  t.equal(c.nonFiniteCount, 2);
+  t.throws(() => c.observe(Tensor.fromArray([1, 2], [1, 2])), { code: 'ERR_SVDQ_ARGUMENT' });
+});
+
+t.test('reservoir: memory bounded whatever is fed; first tokens kept until full', async (t) => {
+  const k = 16, cap = 32;
+  const c = new LayerStatsCollector(k, { maxSamples: cap, seed: 7 });
+  const bytes0 = c.bytes;
+  const rng = new SeededRandom(1);
+  c.observe(batch(rng, 10, k, 1000));
+  t.same(c.samples().shape, [10, k]);
+  t.equal(c.samples().data[0], Math.fround(c.samples().data[0]));
+  for (let b = 0; b < 300; b++) c.observe(batch(rng, 37, k, b * 37));
+  t.equal(c.bytes, bytes0, 'no growth');
+  t.equal(c.sampleCount, cap);
+  t.same(c.samples().shape, [cap, k]);
+  t.equal(c.tokenCount, 10 + 300 * 37);
+  // Sampling spreads over the stream: the kept tokens are not all from the start.
+  const firstVals = Array.from({ length: cap }, (_, i) => c.samples().data[i * k]);
+  t.ok(firstVals.some((v) => v > 2000), 'later tokens replaced early ones');
+});
+
+t.test('reservoir: deterministic by seed, independent of how the stream is split', async (t) => {
+  const k = 8;
+  const mk = (seed: number, split: number[]) => {
+    const rng = new SeededRandom(42);
+    const all = batch(rng, 500, k, 0).data;
+    const c = new LayerStatsCollector(k, { maxSamples: 20, seed });
+    let at = 0;
+    for (const s of split) {
+      c.observe(Tensor.fromStorage(all.slice(at * k, (at + s) * k), [s, k], 'f32'));
+      at += s;
+    }
+    return c.samples().data;
+  };
+  const a = mk(3, [500]);
+  const b = mk(3, [1, 99, 250, 150]);
+  const d = mk(4, [500]);
+  t.same(Array.from(a), Array.from(b));
+  t.notSame(Array.from(a), Array.from(d));
+});
+
+t.test('XᵀX and H_λ = diag(1/λ)·XᵀX·diag(1/λ)', async (t) => {
+  const k = 5;
+  const rng = new SeededRandom(9);
+  const c = new LayerStatsCollector(k, { hessian: true, maxSamples: 0 });
+  const xs: Float32Array[] = [];
+  for (let b = 0; b < 3; b++) {
+    const x = batch(rng, 7, k, 0);
+    xs.push(x.data);
+    if (b === 1) await c.observeAsync(x);
+    else c.observe(x);
+  }
+  const lam = Float32Array.from([1, 2, 0.5, 4, 1.5]);
+  const h = await c.hessian(lam);
+  const raw = await c.hessian();
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) {
+      let want = 0, wantHat = 0;
+      for (const x of xs) for (let m = 0; m < 7; m++) {
+        want += x[m * k + i] * x[m * k + j];
+        wantHat += (x[m * k + i] / lam[i]) * (x[m * k + j] / lam[j]);
+      }
+      t.ok(Math.abs(raw[i * k + j] - want) <= 1e-4 * (1 + Math.abs(want)), `XᵀX[${i},${j}]`);
+      t.ok(Math.abs(h[i * k + j] - wantHat) <= 1e-4 * (1 + Math.abs(wantHat)), `H_λ[${i},${j}]`);
+    }
+  }
+  const none = new LayerStatsCollector(k);
+  await t.rejects(none.hessian(), { code: 'ERR_SVDQ_ARGUMENT' });
+});
