@@ -10,6 +10,8 @@
  *   --quick             a small subset (M in {1, 1024}, K=N=3072, w4a4 and mxfp4)
  *   --schemes a,b       schemes to run (w4a4, mxfp4, nvfp4, w8a8, w4a16)
  *   --m 1,16,...        token counts        --reps N   timed runs per measurement (default 5)
+ *   --suite quality     the quantizer's quality study and timings instead (bench/quality.ts; takes
+ *                       --json FILE, --threads N, --no-timings, --large)
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -200,4 +202,13 @@ function printRow(r: KernelRecord): void {
   console.log(`| ${cells.join(' | ')} |`);
 }
 
-await main();
+const suite = process.argv.indexOf('--suite');
+if (suite >= 0) {
+  const name = process.argv[suite + 1];
+  process.argv.splice(suite, 2);
+  if (name === 'quality') await import('./quality.js');
+  else if (name !== 'kernels') throw new Error(`unknown --suite ${name}: expected kernels or quality`);
+  else await main();
+} else {
+  await main();
+}
