@@ -22,3 +22,15 @@ export { NativeLowbitLayer, LOW_RANK_MODES } from './runtime/native-layer.js';
 export type { LowbitLayerData, LowRankMode } from './runtime/native-layer.js';
 export * from './graph/index.js';
 export * from './quant/index.js';
+export {
+  enableNativeInference, disableNativeInference, NativeLinear, BackendUnavailableError, NATIVE_BACKENDS,
+} from './runtime/native-inference.js';
+export type {
+  NativeBackend, NativeInferenceOptions, NativeInferenceReport, DisableNativeInferenceReport,
+} from './runtime/native-inference.js';
+export { saveCheckpoint, loadCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION } from './runtime/checkpoint.js';
+export type {
+  SaveCheckpointReport, LoadCheckpointReport, CheckpointLayerMeta, SvdquantLayerMeta, LinearMeta, NormMeta,
+} from './runtime/checkpoint.js';
+export { importQuarkCheckpoint } from './runtime/quark-import.js';
+export type { QuarkImportOptions, QuarkLayer } from './runtime/quark-import.js';

@@ -16,6 +16,7 @@ import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
 import { dequantize, quantize, quantizeSync, dequantizeSync, nvfp4GlobalScale } from '../formats/quantize.js';
 import type { QuantizedTensor } from '../formats/quantize.js';
 import { NativeLowbitLayer } from '../runtime/native-layer.js';
+import { Module } from '../graph/module.js';
 import type { LowbitLayerData } from '../runtime/native-layer.js';
 import { matmulNT, matmulNTAccumulate } from './ops.js';
 
@@ -27,7 +28,8 @@ function checkF32(t: Tensor | undefined, name: string, shape: readonly number[])
   return t as Tensor<'f32'>;
 }
 
-export class ErrorCorrectedLinear {
+/** A graph Module (one input tensor): `call(x)` runs the reference forward and the forward hooks. */
+export class ErrorCorrectedLinear extends Module {
   readonly scheme: SchemeName;
   readonly inFeatures: number;
   readonly outFeatures: number;
@@ -43,6 +45,7 @@ export class ErrorCorrectedLinear {
   private wDeq: Float32Array | undefined;
 
   constructor(data: LowbitLayerData) {
+    super();
     if (data === null || typeof data !== 'object') throw new ArgumentError('data', 'an object', data);
     const spec = SCHEMES[data.scheme];
     if (spec === undefined) throw new ArgumentError('data.scheme', `one of ${Object.keys(SCHEMES).join(', ')}`, data.scheme);
@@ -130,11 +133,13 @@ export class ErrorCorrectedLinear {
   }
 
   /** Y [..., N] for X [..., K], DESIGN.md §2 in fp32 (reference path). */
-  async forward(x: Tensor, options: { threads?: number } = {}): Promise<Tensor<'f32'>> {
+  override async forward(x: Tensor, options: { threads?: number } | Tensor = {}): Promise<Tensor<'f32'>> {
+    // As a graph Module it takes exactly one input; a second argument is only the options object.
+    if (options instanceof Tensor) throw new ArgumentError('inputs', 'exactly one input tensor for ErrorCorrectedLinear.forward', 'more than one tensor');
     if (!(x instanceof Tensor) || x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
       throw new ArgumentError('x', `a tensor whose last dimension is ${this.inFeatures}`, x instanceof Tensor ? x.toString() : x);
     }
-    const threads = options.threads ?? 0;
+    const threads = (options as { threads?: number }).threads ?? 0;
     const k = this.inFeatures, n = this.outFeatures, r = this.rank;
     const xf = x.dtype === 'f32' ? (x.data as Float32Array) : (x.to('f32').data as Float32Array);
     const m = xf.length / k;
@@ -146,6 +151,10 @@ export class ErrorCorrectedLinear {
       await matmulNTAccumulate(y, d, m, r, this.lUp!.data, n, threads);
     }
     return Tensor.fromStorage(y, [...x.shape.slice(0, -1), n], 'f32');
+  }
+
+  override toString(): string {
+    return `ErrorCorrectedLinear(${this.inFeatures}, ${this.outFeatures}, scheme=${this.scheme}, rank=${this.rank})`;
   }
 
   /** The native CPU layer with the same data. */

@@ -1,0 +1,203 @@
+// quantizeModel + enable/disableNativeInference on a small model: selection and skip reasons, hooks,
+// failure leaves the model unchanged, native vs reference within the lowbit.h tolerance, bit-identical
+// round trip, 64 concurrent forwards, typed argument and backend errors.
+import t from 'tap';
+import {
+  Tensor, Linear, Sequential, ErrorCorrectedLinear, NativeLinear, quantizeModel, enableNativeInference,
+  disableNativeInference, BackendUnavailableError, FORMATS, SCHEMES, type Module,
+} from '../lib/index.js';
+import { buildModel, calibration, input, bitsEqual, snapshot } from './support/model-fixture.js';
+
+async function quantized(scheme: 'w4a4' | 'mxfp4' | 'nvfp4' | 'w8a8' | 'w4a16' = 'w4a4'): Promise<Module> {
+  const model = buildModel();
+  await quantizeModel(model, { scheme, rank: 8 }, calibration());
+  return model;
+}
+
+/** S = Σ|terms| per output of an ErrorCorrectedLinear (lowbit.h's error bound), in double. */
+async function termBound(layer: ErrorCorrectedLinear, x: Tensor<'f32'>): Promise<Float64Array> {
+  const k = layer.inFeatures, n = layer.outFeatures, r = layer.rank, m = x.numel / k;
+  const xhat = layer.smoothInput(x.data);
+  const xq = await layer.quantizeActivations(xhat, m);
+  const w = await layer.dequantizedWeight();
+  const s = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    const d = new Float64Array(r);
+    for (let q = 0; q < r; q++) for (let j = 0; j < k; j++) d[q] += Math.abs(xhat[i * k + j] * layer.lDown!.data[q * k + j]);
+    for (let o = 0; o < n; o++) {
+      let acc = Math.abs(layer.bias?.data[o] ?? 0);
+      for (let j = 0; j < k; j++) acc += Math.abs(xq[i * k + j] * w[o * k + j]);
+      for (let q = 0; q < r; q++) acc += d[q] * Math.abs(layer.lUp!.data[o * r + q]);
+      s[i * n + o] = acc;
+    }
+  }
+  return s;
+}
+
+t.test('quantizeModel replaces the eligible Linear layers and reports every skipped one', async (t) => {
+  const model = buildModel();
+  const fc1 = model.getSubmodule('1.fc1');
+  const events: string[] = [];
+  const report = await quantizeModel(model, { rank: 8, exclude: ['*.fc2'] , minDim: 50 }, calibration(), {
+    onProgress: (e) => events.push(`${e.layer}:${e.stage}`),
+  });
+  t.same(report.layers.map((l) => l.name), ['1.fc1']);
+  t.same(report.skipped.map((s) => s.name).sort(), ['1.fc2', '2']);
+  t.match(report.skipped.find((s) => s.name === '1.fc2')!.reason, /excluded by pattern '\*\.fc2'/);
+  t.match(report.skipped.find((s) => s.name === '2')!.reason, /below minDim 50/);
+  t.equal(report.calibrationBatches, 4);
+  t.ok(report.layers[0].evalTokens > 0);
+  t.ok(model.getSubmodule('1.fc1') instanceof ErrorCorrectedLinear);
+  t.ok(model.getSubmodule('1.fc2') instanceof Linear);
+  t.ok(events.includes('1.fc1:start') && events.includes('1.fc1:done'), 'progress reported');
+  t.equal((fc1 as Linear).forwardHookCount, 0, 'hooks removed');
+  for (const [, m] of model.namedModules()) t.equal(m.forwardHookCount, 0);
+  const y = await model.call(input());
+  t.same(y.shape, [5, 40]);
+  // Already quantized layers are reported on a second run, and async iterables work.
+  async function* gen() { for (const b of calibration(2)) yield b; }
+  const again = await quantizeModel(model, { rank: 4 }, gen());
+  t.same(again.layers.map((l) => l.name).sort(), ['1.fc2', '2']);
+  t.match(again.skipped, [{ name: '1.fc1', reason: /already an ErrorCorrectedLinear/ }]);
+});
+
+t.test('shared layers, the root, and layers that saw no calibration inputs are skipped with reasons', async (t) => {
+  const x = Tensor.zeros([2, 16], 'f32');
+  x.data.fill(0.5);
+  const shared = new Linear(16, 16, { seed: 1 });
+  const model = new Sequential(shared, shared);
+  model.registerModule('other', new Linear(16, 16, { seed: 2 }));
+  const r1 = await quantizeModel(model, { rank: 2 }, [[x]]);
+  t.match(r1.skipped, [{ name: '0', reason: /shared/ }], 'a Linear under two names is skipped');
+  t.same(r1.layers.map((l) => l.name), ['other']);
+  t.equal(model.getSubmodule('1'), shared);
+  const r2 = await quantizeModel(new Linear(16, 16, { seed: 9 }), {}, [[x]]);
+  t.match(r2.skipped, [{ name: '', reason: /root/ }]);
+  t.equal(r2.layers.length, 0);
+  const r3 = await quantizeModel(new Sequential(new Linear(16, 16, { seed: 10 })), { rank: 2 }, []);
+  t.match(r3.skipped, [{ name: '0', reason: /no calibration inputs/ }]);
+  t.equal(r3.layers.length, 0);
+});
+
+t.test('a failed quantize leaves the model exactly as it was', async (t) => {
+  const model = buildModel();
+  const before = snapshot(model);
+  const y0 = (await model.call(input())).data;
+  await t.rejects(quantizeModel(model, { rank: 8 }, [[input()], ['not a tensor' as never]]), { name: 'ArgumentError', argument: 'calibration[1]' });
+  t.same(snapshot(model), before);
+  for (const [, m] of model.namedModules()) t.equal(m.forwardHookCount, 0, 'hooks removed after failure');
+  // A failure inside quantizeLinear (non-finite weight in the second layer) after the first layer was quantized.
+  const fc2 = model.getSubmodule('1.fc2') as Linear;
+  const saved = fc2.weight.data[3];
+  fc2.weight.data[3] = NaN;
+  fc2.weightChanged();
+  await t.rejects(quantizeModel(model, { rank: 8, exclude: ['2'] }, calibration()), { name: 'NonFiniteError' });
+  t.same(snapshot(model), before, 'no partial replacement');
+  fc2.weight.data[3] = saved;
+  fc2.weightChanged();
+  t.ok(bitsEqual((await model.call(input())).data, y0));
+  // A throwing async iterable.
+  async function* boom() { yield [input()]; throw new Error('data source failed'); }
+  await t.rejects(quantizeModel(model, {}, boom()), /data source failed/);
+  t.same(snapshot(model), before);
+  for (const [, m] of model.namedModules()) t.equal(m.forwardHookCount, 0);
+});
+
+t.test('quantizeModel argument errors are typed and name the argument', async (t) => {
+  await t.rejects(quantizeModel({} as never, {}, []), { name: 'ArgumentError', argument: 'model' });
+  await t.rejects(quantizeModel(buildModel(), { rank: -1 }, []), { name: 'ArgumentError', argument: 'config.rank' });
+  await t.rejects(quantizeModel(buildModel(), {}, 42 as never), { name: 'ArgumentError', argument: 'calibration' });
+  await t.rejects(quantizeModel(buildModel(), {}, [], { onProgress: 1 as never }), { name: 'ArgumentError', argument: 'options.onProgress' });
+});
+
+for (const scheme of ['w4a4', 'mxfp4', 'nvfp4', 'w8a8', 'w4a16'] as const) {
+  t.test(`${scheme}: native outputs within the lowbit.h tolerance; round trip restores bit-identical reference outputs`, async (t) => {
+    const model = await quantized(scheme);
+    const x = input();
+    const refLayers = [...model.namedModules()].filter(([, m]) => m instanceof ErrorCorrectedLinear);
+    t.equal(refLayers.length, 3);
+    const yRef = (await model.call(x)).data;
+    for (const lowRank of ['fused', 'side', 'unfused'] as const) {
+      const report = await enableNativeInference(model, { backend: 'auto', lowRank, threads: 2 });
+      t.same(report.converted, ['1.fc1', '1.fc2', '2']);
+      t.same(report.skipped, []);
+      t.equal(report.backend, 'cpu');
+      t.match(report.reason, /auto.*cpu/);
+      for (const [name, src] of refLayers) {
+        const nat = model.getSubmodule(name) as NativeLinear;
+        t.ok(nat instanceof NativeLinear);
+        t.equal(nat.source, src, 'keeps a reference to its source');
+        // Per-layer check against the reference on the same input.
+        const ecl = src as ErrorCorrectedLinear;
+        const xl = Tensor.fromArray(Array.from({ length: 3 * ecl.inFeatures }, (_, i) => Math.sin(i * 0.37) * 3), [3, ecl.inFeatures]);
+        const yn = (await nat.call(xl)).data;
+        const yr = (await ecl.call(xl)).data;
+        const s = await termBound(ecl, xl);
+        const g = FORMATS[SCHEMES[scheme].weights].group || ecl.inFeatures;
+        const c = (ecl.inFeatures + 2 * g + ecl.rank + 8) * 2 ** -24;
+        let bad = 0;
+        for (let i = 0; i < yn.length; i++) if (!(Math.abs(yn[i] - yr[i]) <= 2 * c * s[i] + 1e-30)) bad++;
+        t.equal(bad, 0, `${name} ${lowRank}: native within 2·(K+2G+r+8)·2^-24·Σ|terms| of the reference`);
+      }
+      const yNat = (await model.call(x)).data;
+      t.equal(yNat.length, yRef.length);
+      const restored = disableNativeInference(model);
+      t.same(restored.restored, ['1.fc1', '1.fc2', '2']);
+      for (const [name, src] of refLayers) t.equal(model.getSubmodule(name), src, 'the very same ErrorCorrectedLinear');
+      t.ok(bitsEqual((await model.call(x)).data, yRef), 'reference outputs bit-identical after the round trip');
+    }
+  });
+}
+
+t.test('64 concurrent forwards equal sequential ones on a quantized + native model', async (t) => {
+  const model = await quantized('w4a4');
+  await enableNativeInference(model, { backend: 'cpu' });
+  const inputs = Array.from({ length: 64 }, (_, i) => input(1000 + i, 1 + (i % 7)));
+  const sequential: ArrayBufferView[] = [];
+  for (const x of inputs) sequential.push((await model.call(x)).data);
+  const concurrent = await Promise.all(inputs.map((x) => model.call(x)));
+  let same = 0;
+  for (let i = 0; i < 64; i++) if (bitsEqual(concurrent[i].data, sequential[i])) same++;
+  t.equal(same, 64);
+  // Disabling while forwards are in flight: the in-flight ones finish, the memory is freed after.
+  const natives = [...model.namedModules()].map(([, m]) => m).filter((m): m is NativeLinear => m instanceof NativeLinear);
+  const inflight = Promise.all(inputs.slice(0, 8).map((x) => model.call(x)));
+  disableNativeInference(model);
+  const done = await inflight;
+  t.equal(done.length, 8);
+  for (const n of natives) t.ok(n.disposed, 'native memory freed');
+});
+
+t.test('backend and argument errors', async (t) => {
+  const model = await quantized('w4a4');
+  const before = snapshot(model);
+  for (const backend of ['cuda', 'hip'] as const) {
+    const err = await enableNativeInference(model, { backend }).then(() => null, (e) => e);
+    t.ok(err instanceof BackendUnavailableError, `${backend}: BackendUnavailableError`);
+    t.equal(err.backend, backend);
+    t.match(err.message, new RegExp(`'${backend}'.*not built in this version`));
+    t.equal(err.code, 'ERR_SVDQ_NATIVE');
+  }
+  t.same(snapshot(model), before, 'the model is untouched');
+  await t.rejects(enableNativeInference(model, { backend: 'tpu' as never }), { name: 'ArgumentError', argument: 'options.backend' });
+  await t.rejects(enableNativeInference(model, { lowRank: 'fast' as never }), { name: 'ArgumentError', argument: 'options.lowRank' });
+  await t.rejects(enableNativeInference(model, { threads: -1 }), { name: 'ArgumentError', argument: 'options.threads' });
+  await t.rejects(enableNativeInference(model, { thread: 2 } as never), { name: 'ArgumentError', argument: 'options.thread' });
+  await t.rejects(enableNativeInference(null as never), { name: 'ArgumentError', argument: 'model' });
+  t.throws(() => disableNativeInference(42 as never), { name: 'ArgumentError', argument: 'model' });
+  t.same(snapshot(model), before);
+  // Enabling twice reports the native layers as skipped; nothing is silently dropped.
+  await enableNativeInference(model);
+  const second = await enableNativeInference(model);
+  t.same(second.converted, []);
+  t.equal(second.skipped.length, 3);
+  t.match(second.skipped[0].reason, /already running natively/);
+  const nat = model.getSubmodule('2') as NativeLinear;
+  await t.rejects(nat.call(input(1), input(2)), { name: 'ArgumentError', argument: 'inputs' });
+  disableNativeInference(model);
+  t.same(snapshot(model), before);
+  t.ok(nat.disposed);
+  const src = nat.source;
+  const xz = input(5);
+  t.ok(bitsEqual((await nat.call(xz)).data, (await src.call(xz)).data), 'a disposed native layer runs its source (reference path)');
+});
