@@ -6,8 +6,11 @@
 //    streaming disjoint halves of a 1 GiB buffer, best of 5).
 // 2. lowbit_forward for w4a4 and mxfp4 at K=3072, N in {3072, 12288}, M in {1, 16, 256, 1024},
 //    rank 32 (fused, side, unfused) and rank 0, threads 1 and 2: the median of >= 5 runs after a
-//    warm-up, as GOP/s (2·M·N·K / time) and as a fraction of the measured int8 peak at the same
-//    thread count. For M = 1 the layer is cycled through enough copies that the weights come from
+//    warm-up, as GOP/s (2·M·N·K / time) and as a fraction of the int8 peak at the same thread count.
+//    The variants of one configuration (rank 32 fused / side / unfused, rank 0) and a short sample
+//    of the int8 peak run round-robin, one call each per repetition, and each reports its median, so
+//    that a neighbour starting or stopping on a shared machine affects them all alike ("peak GOP/s"
+//    is that interleaved median; the fraction uses it). For M = 1 the layer is cycled through enough copies that the weights come from
 //    DRAM, and the bytes streamed per second are compared with the measured DRAM bandwidth: the
 //    4-bit weights and their scales ("weight GB/s"), and every kernel-format byte of the layer
 //    including the fp32 (or bf16) low-rank factors, λ and bias ("all GB/s"). Each table row of a
@@ -91,6 +94,14 @@ double run_threads(int threads, F fn) {
   fn(0);
   for (auto& t : ts) t.join();
   return now_s() - t0;
+}
+
+// One short sample (~60 ms) of the int8 peak with `threads` threads, GOP/s.
+double int8_peak_sample(int threads) {
+  const int64_t iters = 5000000;
+  volatile int32_t sink = 0;
+  const double t = run_threads(threads, [&](int) { sink = sink + vnni_loop(iters); });
+  return static_cast<double>(threads) * iters * 12.0 * 64.0 * 2.0 / t / 1e9;
 }
 
 double int8_peak_gops(int threads) {
@@ -253,8 +264,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(t), peak[static_cast<size_t>(t)], dram[static_cast<size_t>(t)]);
   }
 
-  std::printf("\n| scheme | N | M | rank | mode | thr | time ms | GOP/s | %% int8 peak | weight GB/s | %% DRAM | all GB/s | %% DRAM |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n| scheme | N | M | rank | mode | thr | time ms | GOP/s | %% int8 peak | peak GOP/s | weight GB/s | %% DRAM | all GB/s | %% DRAM |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   Rng rng(7);
   for (LowbitScheme scheme : schemes)
     for (int64_t N : ns) {
@@ -280,29 +291,44 @@ int main(int argc, char** argv) {
           }
         }
         for (int64_t thr : threads_list) {
-          double t_rank0 = 0.0, t_fused = 0.0;
-          for (int variant = 0; variant < 4; ++variant) {
-            const bool r0 = variant == 3;
-            const LowRankMode mode = r0 ? LowRankMode::Fused : static_cast<LowRankMode>(variant);
-            if (quick && mode != LowRankMode::Fused) continue;
-            const svdq::LowbitLayer& L = r0 ? *layer0 : *layer32;
-            std::vector<double> times;
-            const int warm = 2;
-            const double gops = 2.0 * M * N * K / 1e9;
-            int runs = reps;
-            if (gops < 1.0) runs = std::max(reps, 31);  // short calls: more samples
-            for (int it = 0; it < warm + runs; ++it) {
-              const svdq::LowbitLayer& Lc = M == 1 ? (r0 ? *copies0[it % ncopies] : *copies32[it % ncopies]) : L;
+          // Variants: rank 32 fused, side, unfused; rank 0 fused; and a short int8 peak sample. They
+          // are run round-robin, one call each per repetition, and each reports its median: a
+          // neighbour that starts or stops on a shared machine then affects all of them alike.
+          std::vector<int> variants = {0, 1, 2, 3};
+          if (quick) variants = {0, 3};
+          const bool sample_peak = !skip_peak && svdq::isa_choice().detected == Isa::Avx512;
+          const double gops = 2.0 * M * N * K / 1e9;
+          const int warm = 2;
+          const int runs = gops < 1.0 ? std::max(reps, 31) : reps;  // short calls: more samples
+          std::vector<std::vector<double>> times(4);
+          std::vector<double> peaks;
+          // M = 1: every call takes the next copy of its layer (the copies cover ~96 MB), so each
+          // call streams weights that the previous calls have pushed out of the caches.
+          size_t next32 = 0, next0 = 0;
+          for (int it = 0; it < warm + runs; ++it) {
+            for (int variant : variants) {
+              const bool r0 = variant == 3;
+              const LowRankMode mode = r0 ? LowRankMode::Fused : static_cast<LowRankMode>(variant);
+              const svdq::LowbitLayer& Lc =
+                  M == 1 ? (r0 ? *copies0[next0++ % copies0.size()] : *copies32[next32++ % copies32.size()])
+                         : (r0 ? *layer0 : *layer32);
               const double t0 = now_s();
               svdq::lowbit_forward(Lc, X.data(), M, Y.data(), mode, static_cast<int>(thr), isa);
               const double t = now_s() - t0;
-              if (it >= warm) times.push_back(t);
+              if (it >= warm) times[static_cast<size_t>(variant)].push_back(t);
             }
-            const double t = median(times);
+            if (sample_peak && it >= warm) peaks.push_back(int8_peak_sample(static_cast<int>(thr)));
+          }
+          const double pk = sample_peak ? median(peaks) : 0.0;
+          double t_rank0 = 0.0, t_fused = 0.0;
+          for (int variant : variants) {
+            const bool r0 = variant == 3;
+            const LowRankMode mode = r0 ? LowRankMode::Fused : static_cast<LowRankMode>(variant);
+            const svdq::LowbitLayer& L = r0 ? *layer0 : *layer32;
+            const double t = median(times[static_cast<size_t>(variant)]);
             if (r0) t_rank0 = t;
             if (variant == 0) t_fused = t;
             const double rate = gops / t;
-            const double pk = peak[static_cast<size_t>(thr)];
             char wbuf[64] = "", dbuf[64] = "", abuf[64] = "", adbuf[64] = "";
             if (M == 1) {
               const double bytes = static_cast<double>(L.w.size() + L.w_scale.size());
@@ -313,15 +339,16 @@ int main(int argc, char** argv) {
               std::snprintf(abuf, sizeof abuf, "%.1f", all / t / 1e9);
               std::snprintf(adbuf, sizeof adbuf, "%.0f%%", 100.0 * all / t / 1e9 / bw);
             }
-            std::printf("| %s | %lld | %lld | %d | %s | %lld | %.3f | %.1f | %s | %s | %s | %s | %s |\n", svdq::lowbit_scheme_name(scheme),
-                        static_cast<long long>(N), static_cast<long long>(M), r0 ? 0 : 32,
+            std::printf("| %s | %lld | %lld | %d | %s | %lld | %.3f | %.1f | %s | %s | %s | %s | %s | %s |\n",
+                        svdq::lowbit_scheme_name(scheme), static_cast<long long>(N), static_cast<long long>(M), r0 ? 0 : 32,
                         svdq::lowrank_mode_name(mode), static_cast<long long>(thr), t * 1e3, rate,
                         pk > 0 ? (std::to_string(static_cast<int>(std::lround(100.0 * rate / pk))) + "%").c_str() : "-",
-                        wbuf, dbuf, abuf, adbuf);
-            std::fflush(stdout);
+                        pk > 0 ? (std::to_string(static_cast<int>(std::lround(pk)))).c_str() : "-", wbuf, dbuf, abuf, adbuf);
           }
           if (t_rank0 > 0 && t_fused > 0)
-            std::printf("|  |  |  |  | fused rank-32 overhead vs rank 0: %+.1f%% |  |  |  |  |  |  |  |  |\n", 100.0 * (t_fused / t_rank0 - 1.0));
+            std::printf("|  |  |  |  | fused rank-32 overhead vs rank 0: %+.1f%% |  |  |  |  |  |  |  |  |  |\n",
+                        100.0 * (t_fused / t_rank0 - 1.0));
+          std::fflush(stdout);
         }
       }
     }

@@ -260,8 +260,10 @@ std::unique_ptr<LowbitLayer> prepare_lowbit_layer(const LowbitLayerDesc& d, cons
     for (int64_t r = 0; r < R; ++r)
       for (int64_t kk = 0; kk < K; ++kk) {
         const float v = d.l_down[r * K + kk];
-        if (opt.lowrank_bf16) L->l_down_t.as<uint16_t>()[kk * RP + r] = bf16_rne(v);
-        else L->l_down_t.as<float>()[kk * RP + r] = v;
+        // Chunk-major: [RP/16][kp][16], so a 16-column chunk of D reads one contiguous stream.
+        const int64_t idx = ((r / 16) * kp + kk) * 16 + r % 16;
+        if (opt.lowrank_bf16) L->l_down_t.as<uint16_t>()[idx] = bf16_rne(v);
+        else L->l_down_t.as<float>()[idx] = v;
       }
     for (int64_t n = 0; n < N; ++n)
       for (int64_t r = 0; r < R; ++r) {

@@ -61,7 +61,8 @@ inline __m256 e4m3_to_f32(__m256i b) {
 }
 
 // fl(I · 2^e) per lane, one rounding; NaN where e is NaN. e holds integers in [-256, 254].
-inline __m256 scale_pow2(__m256i I, __m256 e) {
+// Exact product in double, rounded once to fp32 (the general path).
+inline __m256 scale_pow2_slow(__m256i I, __m256 e) {
   const __m256i ei = _mm256_cvtps_epi32(e);
   const __m256i bias = _mm256_set1_epi64x(1023);
   const __m256i e_lo = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(ei)), bias);
@@ -72,6 +73,16 @@ inline __m256 scale_pow2(__m256i I, __m256 e) {
   const __m256d t_hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(I, 1)), p_hi);
   const __m256 t = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(t_lo)), _mm256_cvtpd_ps(t_hi), 1);
   return _mm256_add_ps(t, _mm256_sub_ps(e, e));  // + 0, or NaN when e is NaN
+}
+
+// The usual case: every e in [-126, 127], so 2^e is a normal fp32 and one fp32 multiplication
+// (correctly rounded, also into the subnormal range) gives the same fl(I · 2^e).
+inline __m256 scale_pow2(__m256i I, __m256 e) {
+  const __m256 lo = _mm256_cmp_ps(e, _mm256_set1_ps(-126.0f), _CMP_GE_OQ);
+  const __m256 hi = _mm256_cmp_ps(e, _mm256_set1_ps(127.0f), _CMP_LE_OQ);
+  if (_mm256_movemask_ps(_mm256_and_ps(lo, hi)) != 0xFF) return scale_pow2_slow(I, e);
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(e), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(I), _mm256_castsi256_ps(bits));
 }
 
 // ---- quantize_act ------------------------------------------------------------------------------
@@ -93,13 +104,13 @@ void xhat_row(const LowbitLayer& L, const float* x, float* out) {
 // D: ROWS rows × 16 r values, one fma chain in k order per (row, r).
 template <int ROWS>
 void down_tile(const LowbitLayer& L, const float* xh, int64_t r0, float* D) {
-  const int64_t K = L.k, kp = L.kp, RP = L.rank_pad, R = L.rank;
+  const int64_t K = L.k, kp = L.kp, R = L.rank;
   const bool bf16 = L.lowrank_bf16;
   __m256 acc[ROWS][2];
   for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
-    const __m256 l0 = load_l(L.l_down_t, bf16, k * RP + r0);
-    const __m256 l1 = load_l(L.l_down_t, bf16, k * RP + r0 + 8);
+    const __m256 l0 = load_l(L.l_down_t, bf16, ((r0 / 16) * kp + k) * 16);  // [rank_pad/16][kp][16]
+    const __m256 l1 = load_l(L.l_down_t, bf16, ((r0 / 16) * kp + k) * 16 + 8);
     for (int i = 0; i < ROWS; ++i) {
       const __m256 xb = _mm256_set1_ps(xh[i * kp + k]);
       acc[i][0] = _mm256_fmadd_ps(xb, l0, acc[i][0]);

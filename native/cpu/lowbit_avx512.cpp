@@ -103,14 +103,14 @@ void xhat_row(const LowbitLayer& L, const float* x, float* out) {
 // D rows: per (row, r) one fma chain in k order. ROWS rows, RV vectors of 16 r values.
 template <int ROWS, int RV>
 void down_tile(const LowbitLayer& L, const float* xh, int64_t r0, float* D) {
-  const int64_t K = L.k, kp = L.kp, RP = L.rank_pad, R = L.rank;
+  const int64_t K = L.k, kp = L.kp, R = L.rank;
   __m512 acc[ROWS][RV];
   for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < RV; ++v) acc[i][v] = _mm512_setzero_ps();
   const bool bf16 = L.lowrank_bf16;
   for (int64_t k = 0; k < K; ++k) {
     __m512 l[RV];
-    for (int v = 0; v < RV; ++v) l[v] = load_l(L.l_down_t, bf16, k * RP + r0 + 16 * v);
+    for (int v = 0; v < RV; ++v) l[v] = load_l(L.l_down_t, bf16, ((r0 / 16 + v) * kp + k) * 16);  // [RP/16][kp][16]
     for (int i = 0; i < ROWS; ++i) {
       const __m512 xb = _mm512_set1_ps(xh[i * kp + k]);
       for (int v = 0; v < RV; ++v) acc[i][v] = _mm512_fmadd_ps(xb, l[v], acc[i][v]);

@@ -29,7 +29,7 @@ const int8_t kE2m1x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, 
 inline float bf16_to_f32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
 
 inline float ldown(const LowbitLayer& L, int64_t k, int64_t r) {
-  const int64_t i = k * L.rank_pad + r;
+  const int64_t i = ((r / 16) * L.kp + k) * 16 + r % 16;  // [rank_pad/16][kp][16]
   return L.lowrank_bf16 ? bf16_to_f32(L.l_down_t.as<uint16_t>()[i]) : L.l_down_t.as<float>()[i];
 }
 

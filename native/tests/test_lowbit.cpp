@@ -746,3 +746,31 @@ TEST(lowbit_two_step_api_equals_forward) {
     CHECK_MSG(bad == 0, std::string("two-step API ") + svdq::lowbit_scheme_name(scheme) + ": " + std::to_string(bad) + " outputs differ");
   }
 }
+
+// ---- extreme scales: fp32 under/overflow of the group terms ---------------------------------------
+
+TEST(lowbit_extreme_scales_agree_across_isas) {
+  // Tiny activations × tiny weights put the mxfp4 exponent sums below -126 (subnormal or zero
+  // products: vscalefps, the AVX2 double path and the portable code must round alike); huge ones
+  // overflow to ±Inf alike. Every scheme is run; outputs must be bit-identical across ISAs, modes
+  // and thread counts, and (tiny case) match the reference within the bound plus an absolute floor.
+  Rng rng(81);
+  for (LowbitScheme scheme : kSchemes)
+    for (int variant = 0; variant < 2; ++variant) {
+      const int64_t M = 7, K = 96, N = 21;
+      const float wscale = variant == 0 ? 1e-20f : 1e18f, xscale = variant == 0 ? 1e-22f : 1e20f;
+      std::vector<float> W(static_cast<size_t>(N * K));
+      for (auto& w : W) w = wscale * static_cast<float>(rng.normal());
+      const CanonicalLayer C = lowbit_ref::quantize_layer(scheme, N, K, 0, W, {}, {}, {}, {});
+      const auto L = svdq::prepare_lowbit_layer(C.desc());
+      std::vector<float> X(static_cast<size_t>(M * K));
+      for (auto& x : X) x = xscale * static_cast<float>(rng.normal()) * std::ldexp(1.0f, rng.range(-12, 12));
+      const std::string what = std::string("extreme scales ") + svdq::lowbit_scheme_name(scheme) + (variant ? " huge" : " tiny");
+      const std::vector<float> Y = run_all(*L, X, M, what.c_str());
+      if (variant == 0) {
+        std::vector<double> ref, S;
+        lowbit_ref::reference_forward(C, svdq::MxScaleRule::Even, X.data(), M, ref, S);
+        check_against_reference(Y, ref, S, K, kernel_groups(scheme, K), 0, what, false);
+      }
+    }
+}

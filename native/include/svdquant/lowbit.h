@@ -59,7 +59,8 @@
 //   scales       w_scale: [P][G][16]: fp32 (INT4), E8M0 bytes (mxfp4), E4M3 bytes (nvfp4);
 //                w8a8: fp32 [P][16].
 //   λ            fp32 [k] (empty when absent).
-//   L_down       transposed, [kp][rp] (rp = r rounded up to 16, zero padding), fp32 or bf16.
+//   L_down       transposed in 16-column chunks, [rp/16][kp][16] (rp = r rounded up to 16, zero
+//                padding), fp32 or bf16: a chunk of D reads one contiguous stream.
 //   L_up         [P][r][16], fp32 or bf16.
 //   bias         fp32 [16·P] (empty when absent).
 // Weights stay 4-bit (8-bit for w8a8); bytes() reports the total.
@@ -169,7 +170,7 @@ struct LowbitLayer {
   AlignedBytes w;         // codes (see the header comment)
   AlignedBytes w_scale;   // scales
   AlignedBytes smooth;    // λ
-  AlignedBytes l_down_t;  // [kp][rank_pad]
+  AlignedBytes l_down_t;  // [rank_pad/16][kp][16]
   AlignedBytes l_up;      // [P][rank][16]
   AlignedBytes bias;      // [16·P]
 
