@@ -34,3 +34,5 @@ export type {
 } from './runtime/checkpoint.js';
 export { importQuarkCheckpoint } from './runtime/quark-import.js';
 export type { QuarkImportOptions, QuarkLayer } from './runtime/quark-import.js';
+export { loadLora, applyLora } from './runtime/lora.js';
+export type { Lora, LoraModule, LoraNaming, LoraHandle, LoadLoraOptions, ApplyLoraOptions } from './runtime/lora.js';

@@ -33,13 +33,12 @@ export class ErrorCorrectedLinear extends Module {
   readonly scheme: SchemeName;
   readonly inFeatures: number;
   readonly outFeatures: number;
-  readonly rank: number;
   /** Q_w(R), [N, K]. */
   readonly weight: QuantizedTensor;
   /** λ [K], or undefined (no smoothing). */
   readonly smooth: Tensor<'f32'> | undefined;
-  readonly lDown: Tensor<'f32'> | undefined;
-  readonly lUp: Tensor<'f32'> | undefined;
+  #lDown: Tensor<'f32'> | undefined;
+  #lUp: Tensor<'f32'> | undefined;
   readonly bias: Tensor<'f32'> | undefined;
   readonly actScaleRule: MxScaleRule;
   private wDeq: Float32Array | undefined;
@@ -68,11 +67,10 @@ export class ErrorCorrectedLinear extends Module {
     this.scheme = data.scheme;
     this.inFeatures = k;
     this.outFeatures = n;
-    this.rank = rank;
     this.weight = w;
     this.smooth = checkF32(data.smooth, 'data.smooth', [k]);
-    this.lDown = checkF32(data.lDown, 'data.lDown', [rank, k]);
-    this.lUp = checkF32(data.lUp, 'data.lUp', [n, rank]);
+    this.#lDown = checkF32(data.lDown, 'data.lDown', [rank, k]);
+    this.#lUp = checkF32(data.lUp, 'data.lUp', [n, rank]);
     this.bias = checkF32(data.bias, 'data.bias', [n]);
     this.actScaleRule = rule;
     if (this.smooth !== undefined) {
@@ -80,12 +78,41 @@ export class ErrorCorrectedLinear extends Module {
     }
   }
 
+  /** Rank r of the low-rank branch (0: none); grows while LoRAs are applied (see runtime/lora.ts). */
+  get rank(): number {
+    return this.#lDown === undefined ? 0 : this.#lDown.shape[0];
+  }
+
+  /** L_down [r, K], or undefined (rank 0). */
+  get lDown(): Tensor<'f32'> | undefined {
+    return this.#lDown;
+  }
+
+  /** L_up [N, r], or undefined (rank 0). */
+  get lUp(): Tensor<'f32'> | undefined {
+    return this.#lUp;
+  }
+
+  /**
+   * Replaces the low-rank factors (both or neither; the quantized residual, λ and bias stay). Used by
+   * applyLora to grow the branch and to put the previous factors back (the very same tensors).
+   * Forwards already running keep the factors they started with.
+   */
+  setLowRank(lDown: Tensor<'f32'> | undefined, lUp: Tensor<'f32'> | undefined): void {
+    if ((lDown === undefined) !== (lUp === undefined)) throw new ArgumentError('lDown/lUp', 'both low-rank factors or neither');
+    const r = lDown instanceof Tensor ? lDown.shape[0] : 0;
+    const d = checkF32(lDown, 'lDown', [r, this.inFeatures]);
+    const u = checkF32(lUp, 'lUp', [this.outFeatures, r]);
+    this.#lDown = d;
+    this.#lUp = u;
+  }
+
   /** The canonical data (what a checkpoint holds and what the native layer is built from). */
   data(): LowbitLayerData {
     return {
       scheme: this.scheme, weight: this.weight,
       ...(this.smooth ? { smooth: this.smooth } : {}),
-      ...(this.lDown && this.lUp ? { lDown: this.lDown, lUp: this.lUp } : {}),
+      ...(this.#lDown && this.#lUp ? { lDown: this.#lDown, lUp: this.#lUp } : {}),
       ...(this.bias ? { bias: this.bias } : {}),
       actScaleRule: this.actScaleRule,
     };
@@ -140,15 +167,18 @@ export class ErrorCorrectedLinear extends Module {
       throw new ArgumentError('x', `a tensor whose last dimension is ${this.inFeatures}`, x instanceof Tensor ? x.toString() : x);
     }
     const threads = (options as { threads?: number }).threads ?? 0;
-    const k = this.inFeatures, n = this.outFeatures, r = this.rank;
+    const k = this.inFeatures, n = this.outFeatures;
+    // The factors this forward uses, read once (applyLora may swap them while it awaits).
+    const lDown = this.#lDown, lUp = this.#lUp;
+    const r = lDown === undefined ? 0 : lDown.shape[0];
     const xf = x.dtype === 'f32' ? (x.data as Float32Array) : (x.to('f32').data as Float32Array);
     const m = xf.length / k;
     const xhat = this.smoothInput(xf);
     const xq = await this.quantizeActivations(xhat, m);
     const y = await matmulNT(xq, m, k, await this.dequantizedWeight(), n, this.bias?.data, threads);
     if (r > 0 && m > 0) {
-      const d = await matmulNT(xhat, m, k, this.lDown!.data, r, undefined, threads);
-      await matmulNTAccumulate(y, d, m, r, this.lUp!.data, n, threads);
+      const d = await matmulNT(xhat, m, k, lDown!.data, r, undefined, threads);
+      await matmulNTAccumulate(y, d, m, r, lUp!.data, n, threads);
     }
     return Tensor.fromStorage(y, [...x.shape.slice(0, -1), n], 'f32');
   }

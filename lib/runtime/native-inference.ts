@@ -58,33 +58,43 @@ export class BackendUnavailableError extends NativeError {
  */
 export class NativeLinear extends Module {
   readonly source: ErrorCorrectedLinear;
-  readonly layer: NativeLowbitLayer;
   readonly backend: 'cpu' = 'cpu';
   lowRank: LowRankMode;
   threads: number;
-  #inFlight = 0;
+  /** Whether the low-rank factors are kept as bf16 in the kernel format (as at enable time). */
+  readonly lowRankBf16: boolean;
+  #layer: NativeLowbitLayer;
+  /** Forwards in flight per native layer (a replaced layer is freed when its last one finishes). */
+  #inFlight = new Map<NativeLowbitLayer, number>();
+  #retired = new Set<NativeLowbitLayer>();
   #disposeRequested = false;
 
-  constructor(source: ErrorCorrectedLinear, layer: NativeLowbitLayer, options: { lowRank: LowRankMode; threads: number }) {
+  constructor(source: ErrorCorrectedLinear, layer: NativeLowbitLayer, options: { lowRank: LowRankMode; threads: number; lowRankBf16?: boolean }) {
     super();
     if (!(source instanceof ErrorCorrectedLinear)) throw new ArgumentError('source', 'an ErrorCorrectedLinear', source);
     if (!(layer instanceof NativeLowbitLayer)) throw new ArgumentError('layer', 'a NativeLowbitLayer', layer);
     this.source = source;
-    this.layer = layer;
+    this.#layer = layer;
     this.lowRank = options.lowRank;
     this.threads = options.threads;
+    this.lowRankBf16 = options.lowRankBf16 === true;
+  }
+
+  /** The native layer new forwards run on. */
+  get layer(): NativeLowbitLayer {
+    return this.#layer;
   }
 
   get inFeatures(): number {
-    return this.layer.inFeatures;
+    return this.#layer.inFeatures;
   }
 
   get outFeatures(): number {
-    return this.layer.outFeatures;
+    return this.#layer.outFeatures;
   }
 
   get disposed(): boolean {
-    return this.layer.disposed;
+    return this.#layer.disposed;
   }
 
   override async forward(...inputs: Tensor[]): Promise<Tensor<'f32'>> {
@@ -92,13 +102,38 @@ export class NativeLinear extends Module {
     // After disable: a forward already running through the model may still reach this layer; it
     // runs on the reference path (its source) instead of failing.
     if (this.#disposeRequested) return this.source.forward(inputs[0]);
-    this.#inFlight++;
+    const layer = this.#layer;
+    this.#inFlight.set(layer, (this.#inFlight.get(layer) ?? 0) + 1);
     try {
-      return await this.layer.forward(inputs[0], { lowRank: this.lowRank, threads: this.threads });
+      return await layer.forward(inputs[0], { lowRank: this.lowRank, threads: this.threads });
     } finally {
-      this.#inFlight--;
-      if (this.#inFlight === 0 && this.#disposeRequested) this.layer.dispose();
+      const left = this.#inFlight.get(layer)! - 1;
+      if (left > 0) this.#inFlight.set(layer, left);
+      else {
+        this.#inFlight.delete(layer);
+        if (this.#retired.delete(layer) || (this.#disposeRequested && layer === this.#layer)) layer.dispose();
+      }
     }
+  }
+
+  /**
+   * Makes new forwards run on `layer` (rebuilt from the source, e.g. after applyLora changed its
+   * low-rank branch) and frees the previous native layer once the forwards running on it finish.
+   */
+  replaceLayer(layer: NativeLowbitLayer): void {
+    if (!(layer instanceof NativeLowbitLayer)) throw new ArgumentError('layer', 'a NativeLowbitLayer', layer);
+    if (layer.inFeatures !== this.inFeatures || layer.outFeatures !== this.outFeatures) {
+      throw new ArgumentError('layer', `a native layer of ${this.inFeatures} -> ${this.outFeatures} features`, `${layer.inFeatures} -> ${layer.outFeatures}`);
+    }
+    const old = this.#layer;
+    if (old === layer) return;
+    this.#layer = layer;
+    if (this.#disposeRequested) {
+      layer.dispose();
+      return;
+    }
+    if ((this.#inFlight.get(old) ?? 0) === 0) old.dispose();
+    else this.#retired.add(old);
   }
 
   /**
@@ -107,7 +142,7 @@ export class NativeLinear extends Module {
    */
   dispose(): void {
     this.#disposeRequested = true;
-    if (this.#inFlight === 0) this.layer.dispose();
+    if ((this.#inFlight.get(this.#layer) ?? 0) === 0) this.#layer.dispose();
   }
 
   override toString(): string {
