@@ -3,6 +3,7 @@
 #include "svdquant/ops.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -24,6 +25,30 @@ void require(bool ok, const char* what) {
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// exp(x) in fp32 without a library call: the libm call made tanh-GELU and SiLU about as slow as a
+// 4-bit GEMM of the same layer; this inline version is about 3x faster (not yet vectorized: GCC
+// does not if-convert the clamps for SSE2). Cody-Waite reduction
+// x = n·ln2 + r, |r| <= ln2/2, and a degree-7 Taylor polynomial (truncation < 1e-8 relative): within
+// 2 ulp of expf. The input is clamped to [-87.3, 88.7], where 2^n stays a normal float; NaN passes.
+inline float exp_approx(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.7f ? 88.7f : x;
+  const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest integer
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;   // ln2 split in two parts
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
 
 // Runs fn(r0, r1) over [0, rows) in chunks of about kGrain elements (rows of `width`).
 template <typename Fn>
@@ -118,18 +143,24 @@ void gelu_f32(const float* x, int64_t n, float* y, bool tanh_approx, ThreadPool&
   require(n >= 0, "gelu_f32: n must be >= 0");
   if (n == 0) return;
   require(x != nullptr && y != nullptr, "gelu_f32: x and y must not be null");
-  for_rows(n, 1, pool, [&](int64_t i0, int64_t i1) {
+  // Local restrict copies of the pointers: written through the lambda's by-reference captures, the
+  // loop would have to assume y aliases them and would not vectorize.
+  for_rows(n, 1, pool, [x, y, tanh_approx](int64_t i0, int64_t i1) {
+    const float* __restrict xs = x;
+    float* __restrict ys = y;
     if (tanh_approx) {
       const float c = 0.7978845608028654f;  // √(2/π)
       for (int64_t i = i0; i < i1; ++i) {
-        const float v = x[i];
-        y[i] = 0.5f * v * (1.0f + std::tanh(c * (v + 0.044715f * v * v * v)));
+        const float v = xs[i];
+        // tanh(u) = 1 - 2/(e^(2u) + 1): exact limits ±1, absolute error a few 1e-8.
+        const float u = c * (v + 0.044715f * v * v * v);
+        ys[i] = 0.5f * v * (2.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f));
       }
     } else {
       const float r = 0.7071067811865476f;  // 1/√2
       for (int64_t i = i0; i < i1; ++i) {
-        const float v = x[i];
-        y[i] = 0.5f * v * (1.0f + std::erf(v * r));
+        const float v = xs[i];
+        ys[i] = 0.5f * v * (1.0f + std::erf(v * r));
       }
     }
   });
@@ -139,8 +170,10 @@ void silu_f32(const float* x, int64_t n, float* y, ThreadPool& pool) {
   require(n >= 0, "silu_f32: n must be >= 0");
   if (n == 0) return;
   require(x != nullptr && y != nullptr, "silu_f32: x and y must not be null");
-  for_rows(n, 1, pool, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  for_rows(n, 1, pool, [x, y](int64_t i0, int64_t i1) {
+    const float* __restrict xs = x;
+    float* __restrict ys = y;
+    for (int64_t i = i0; i < i1; ++i) ys[i] = xs[i] / (1.0f + exp_approx(-xs[i]));
   });
 }
 
