@@ -12,6 +12,7 @@ import t from 'tap';
 import { Tensor } from '../lib/tensor.js';
 import { ArgumentError } from '../lib/errors.js';
 import { add, gelu, layerNorm, rmsNorm, scaledDotProductAttention, silu, softmax } from '../lib/graph/index.js';
+import { native } from '../lib/native.js';
 import {
   addRef, attentionRef, geluRef, layerNormRef, mapRef, mat, randomTensor, rmsNormRef, rng, siluRef, softmaxRef, worstRatio,
 } from './support/graph-reference.js';
@@ -138,4 +139,20 @@ t.test('op argument errors are typed and name the argument', async (t) => {
     const e = await fn().then(() => undefined, (err: unknown) => err);
     t.ok(e instanceof ArgumentError && e.argument === argument, `names '${argument}': ${(e as Error)?.message}`);
   }
+});
+
+t.test('native ops write into a caller\'s output or allocate their own (same values)', async (t) => {
+  const r = rng(7);
+  const x = randomTensor([33, 129], 4, r);
+  const n = x.numel;
+  const mine = new Float32Array(n);
+  t.equal(await native().gelu(x.data, n, mine, 1, 0), undefined, 'with an output: resolves to undefined');
+  const own = await native().gelu(x.data, n, null, 1, 0);
+  t.ok(own instanceof Float32Array && own.length === n, 'without: a new Float32Array of n elements');
+  t.same(Array.from(own), Array.from(mine));
+  const big = await native().add(own, own, n, null, 0); // native memory, reported to V8
+  t.equal(big[5], own[5] * 2);
+  t.equal((await native().silu(x.data, 0, null, 0)).length, 0, 'an empty output');
+  const e = await (async () => native().gelu(x.data, n, new Float32Array(n - 1), 1, 0))().then(() => undefined, (err: unknown) => err);
+  t.ok(e instanceof Error && /'y'/.test((e as Error).message), `a short output array is rejected: ${(e as Error)?.message}`);
 });

@@ -1,7 +1,9 @@
 /**
  * The graph's tensor ops as functions: each validates its arguments (ArgumentError naming the
- * argument), allocates the output and runs the native kernel off the JavaScript thread.
- * Inputs may be f32, f16 or bf16 (converted to f32 first); outputs are always f32.
+ * argument) and runs the native kernel off the JavaScript thread; the worker also allocates the
+ * output (native memory, never zero-filled or freed on the JavaScript thread), so a forward does no
+ * per-element work on the main thread. Inputs may be f32, f16 or bf16 (converted to f32 first);
+ * outputs are always f32.
  */
 import { ArgumentError } from '../errors.js';
 import { native } from '../native.js';
@@ -37,6 +39,11 @@ export function optionalVector(t: unknown, argument: string, length: number): Fl
   return t.data as Float32Array;
 }
 
+/** An op's output: the Float32Array the native worker allocated, as an f32 tensor of `shape`. */
+export function output(data: Float32Array, shape: readonly number[]): Tensor<'f32'> {
+  return Tensor.fromStorage(data, shape, 'f32');
+}
+
 export function checkThreads(options: OpOptions | undefined, argument = 'options.threads'): number {
   const threads = options?.threads ?? 0;
   if (!Number.isInteger(threads) || threads < 0 || threads > 1024) {
@@ -67,10 +74,8 @@ export async function layerNorm(x: Tensor, options: LayerNormOptions = {}): Prom
   const beta = optionalVector(options.bias, 'options.bias', dim);
   const eps = checkEps(options.eps ?? 1e-5, 'options.eps');
   const threads = checkThreads(options);
-  const y = Tensor.zeros(xf.shape, 'f32');
   const rows = dim === 0 ? 0 : xf.numel / dim;
-  await native().layerNorm(xf.data, rows, dim, gamma, beta, eps, y.data, threads);
-  return y;
+  return output(await native().layerNorm(xf.data, rows, dim, gamma, beta, eps, null, threads), xf.shape);
 }
 
 export interface RmsNormOptions extends OpOptions {
@@ -87,10 +92,8 @@ export async function rmsNorm(x: Tensor, options: RmsNormOptions = {}): Promise<
   const gamma = optionalVector(options.weight, 'options.weight', dim);
   const eps = checkEps(options.eps ?? 1e-6, 'options.eps');
   const threads = checkThreads(options);
-  const y = Tensor.zeros(xf.shape, 'f32');
   const rows = dim === 0 ? 0 : xf.numel / dim;
-  await native().rmsNorm(xf.data, rows, dim, gamma, eps, y.data, threads);
-  return y;
+  return output(await native().rmsNorm(xf.data, rows, dim, gamma, eps, null, threads), xf.shape);
 }
 
 export function checkApproximate(approximate: unknown, argument: string): GeluApproximate {
@@ -105,18 +108,14 @@ export async function gelu(x: Tensor, options: OpOptions & { approximate?: GeluA
   const xf = floatInput(x, 'x', 0);
   const approximate = checkApproximate(options.approximate ?? 'none', 'options.approximate');
   const threads = checkThreads(options);
-  const y = Tensor.zeros(xf.shape, 'f32');
-  await native().gelu(xf.data, xf.numel, y.data, approximate === 'tanh' ? 1 : 0, threads);
-  return y;
+  return output(await native().gelu(xf.data, xf.numel, null, approximate === 'tanh' ? 1 : 0, threads), xf.shape);
 }
 
 /** SiLU: x · sigmoid(x). */
 export async function silu(x: Tensor, options: OpOptions = {}): Promise<Tensor<'f32'>> {
   const xf = floatInput(x, 'x', 0);
   const threads = checkThreads(options);
-  const y = Tensor.zeros(xf.shape, 'f32');
-  await native().silu(xf.data, xf.numel, y.data, threads);
-  return y;
+  return output(await native().silu(xf.data, xf.numel, null, threads), xf.shape);
 }
 
 /** Softmax over the last dimension. A row that is all -Inf or holds NaN gives NaN. */
@@ -124,9 +123,7 @@ export async function softmax(x: Tensor, options: OpOptions = {}): Promise<Tenso
   const xf = floatInput(x, 'x');
   const cols = xf.shape[xf.ndim - 1];
   const threads = checkThreads(options);
-  const y = Tensor.zeros(xf.shape, 'f32');
-  await native().softmaxRows(xf.data, cols === 0 ? 0 : xf.numel / cols, cols, y.data, threads);
-  return y;
+  return output(await native().softmaxRows(xf.data, cols === 0 ? 0 : xf.numel / cols, cols, null, threads), xf.shape);
 }
 
 /** a + b, elementwise, for tensors of the same shape. */
@@ -137,9 +134,7 @@ export async function add(a: Tensor, b: Tensor, options: OpOptions = {}): Promis
     throw new ArgumentError('b', `a tensor of the same shape as a, [${af.shape.join(', ')}]`, bf.toString());
   }
   const threads = checkThreads(options);
-  const y = Tensor.zeros(af.shape, 'f32');
-  await native().add(af.data, bf.data, af.numel, y.data, threads);
-  return y;
+  return output(await native().add(af.data, bf.data, af.numel, null, threads), af.shape);
 }
 
 /**
@@ -165,7 +160,5 @@ export async function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor,
   const threads = checkThreads(options);
   const batch = qf.ndim === 3 ? qf.shape[0] : 1;
   const tokens = qf.shape[qf.ndim - 2];
-  const out = Tensor.zeros(qf.shape, 'f32');
-  await native().attention(qf.data, kf.data, vf.data, batch, tokens, heads, headDim, scale, out.data, threads);
-  return out;
+  return output(await native().attention(qf.data, kf.data, vf.data, batch, tokens, heads, headDim, scale, null, threads), qf.shape);
 }

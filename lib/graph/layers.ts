@@ -7,7 +7,7 @@ import { ArgumentError } from '../errors.js';
 import { native, type NativePackedF32 } from '../native.js';
 import { Tensor } from '../tensor.js';
 import {
-  checkApproximate, checkEps, floatInput, gelu, layerNorm, rmsNorm, scaledDotProductAttention, silu,
+  checkApproximate, checkEps, floatInput, gelu, layerNorm, output, rmsNorm, scaledDotProductAttention, silu,
   type GeluApproximate,
 } from './functional.js';
 import { Module } from './module.js';
@@ -146,9 +146,8 @@ export class Linear extends Module {
     const bias = this.#bias;
     const packed = await this.#packedWeights();
     const m = x.numel / this.inFeatures;
-    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures], 'f32');
-    await native().linearF32(packed, x.data, m, bias === null ? null : bias.data, y.data, 0);
-    return y;
+    const y = await native().linearF32(packed, x.data, m, bias === null ? null : bias.data, null, 0);
+    return output(y, [...x.shape.slice(0, -1), this.outFeatures]);
   }
 
   override toString(): string {

@@ -1,8 +1,12 @@
 // Bindings for the tensor graph (lib/graph): the non-linear ops of ops.h and the Linear layer's
 // fp32 GEMM with weights packed once (gemm_f32.h). Every op runs off the JavaScript thread and
-// returns a Promise; outputs are caller-allocated Float32Arrays.
+// returns a Promise. The output argument is either a caller's Float32Array (the Promise resolves
+// to undefined) or null: then the worker allocates the output itself (host_buffers.h) and the
+// Promise resolves to a new Float32Array over it — no zero-filling or freeing of large buffers on
+// the JavaScript thread.
 #include <algorithm>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +14,7 @@
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "host_buffers.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/isa.h"
 #include "svdquant/ops.h"
@@ -37,7 +42,74 @@ int get_threads(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<int>(get_int(info, i, "threads", 0, 1024));
 }
 
-// layerNorm(x, rows, dim, gamma|null, beta|null, eps, y, threads) -> Promise<void>
+// The output argument i: a Float32Array of at least `elems` floats (kept alive), or null/undefined
+// for an output the job allocates (nullptr here).
+float* get_output(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t elems,
+                  std::vector<Napi::Value>& keep) {
+  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  float* y = get_array<float>(info, i, name, napi_float32_array, elems, "Float32Array or null");
+  keep.push_back(info[i]);
+  return y;
+}
+
+// Runs job(y) on a worker. With a caller's y the Promise resolves to undefined; with y == nullptr
+// the worker allocates `elems` floats first and the Promise resolves to a Float32Array over them.
+class OutTask : public Napi::AsyncWorker {
+ public:
+  OutTask(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job, const std::vector<Napi::Value>& keep)
+      : Napi::AsyncWorker(env, "svdquant"), y_(y), alloc_(y == nullptr), elems_(static_cast<size_t>(elems)),
+        job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
+    for (const auto& v : keep) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  ~OutTask() override {
+    if (alloc_) host_f32_release(y_);  // not handed to JavaScript
+  }
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      if (alloc_) y_ = host_f32_alloc(elems_);
+      job_(y_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown native error");
+    }
+  }
+
+  void OnOK() override {
+    if (!alloc_) {
+      deferred_.Resolve(Env().Undefined());
+      return;
+    }
+    float* y = y_;
+    y_ = nullptr;
+    deferred_.Resolve(host_f32_wrap(Env(), y, elems_));
+  }
+
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(make_error(Env(), "ERR_SVDQ_NATIVE", e.Message()).Value());
+  }
+
+ private:
+  float* y_;
+  bool alloc_;
+  size_t elems_;
+  std::function<void(float*)> job_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> refs_;
+};
+
+Napi::Value run_out_job(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job,
+                        const std::vector<Napi::Value>& keep) {
+  auto* task = new OutTask(env, y, elems, std::move(job), keep);
+  Napi::Promise p = task->promise();
+  task->Queue();
+  return p;
+}
+
+// layerNorm(x, rows, dim, gamma|null, beta|null, eps, y|null, threads) -> Promise<void | Float32Array>
 Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t rows = get_int(info, 1, "rows", 0, kMaxElems);
@@ -48,15 +120,14 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   const float* gamma = get_optional_f32(info, 3, "gamma", dim, keep);
   const float* beta = get_optional_f32(info, 4, "beta", dim, keep);
   const float eps = static_cast<float>(get_number(info, 5, "eps"));
-  float* y = get_array<float>(info, 6, "y", napi_float32_array, rows * dim, "Float32Array");
-  keep.push_back(info[6]);
+  float* out = get_output(info, 6, "y", rows * dim, keep);
   const int threads = get_threads(info, 7);
-  return run_job(env, false, [=] {
+  return run_out_job(env, out, rows * dim, [=](float* y) {
     svdq::layernorm_f32(x, rows, dim, gamma, beta, eps, y, svdq::shared_pool(threads));
   }, keep);
 }
 
-// rmsNorm(x, rows, dim, gamma|null, eps, y, threads) -> Promise<void>
+// rmsNorm(x, rows, dim, gamma|null, eps, y|null, threads) -> Promise<void | Float32Array>
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t rows = get_int(info, 1, "rows", 0, kMaxElems);
@@ -66,61 +137,65 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> keep{info[0]};
   const float* gamma = get_optional_f32(info, 3, "gamma", dim, keep);
   const float eps = static_cast<float>(get_number(info, 4, "eps"));
-  float* y = get_array<float>(info, 5, "y", napi_float32_array, rows * dim, "Float32Array");
-  keep.push_back(info[5]);
+  float* out = get_output(info, 5, "y", rows * dim, keep);
   const int threads = get_threads(info, 6);
-  return run_job(env, false, [=] {
+  return run_out_job(env, out, rows * dim, [=](float* y) {
     svdq::rmsnorm_f32(x, rows, dim, gamma, eps, y, svdq::shared_pool(threads));
   }, keep);
 }
 
 // Elementwise unary op: (x, n, y, ...) with n elements.
 Napi::Value Gelu(const Napi::CallbackInfo& info) {
-  // gelu(x, n, y, approximate 0 (erf) | 1 (tanh), threads) -> Promise<void>
+  // gelu(x, n, y|null, approximate 0 (erf) | 1 (tanh), threads) -> Promise<void | Float32Array>
   Napi::Env env = info.Env();
   const int64_t n = get_int(info, 1, "n", 0, kMaxElems);
   const float* x = get_array<float>(info, 0, "x", napi_float32_array, n, "Float32Array");
-  float* y = get_array<float>(info, 2, "y", napi_float32_array, n, "Float32Array");
+  std::vector<Napi::Value> keep{info[0]};
+  float* out = get_output(info, 2, "y", n, keep);
   const bool approx = get_int(info, 3, "approximate", 0, 1) == 1;
   const int threads = get_threads(info, 4);
-  return run_job(env, false, [=] { svdq::gelu_f32(x, n, y, approx, svdq::shared_pool(threads)); }, {info[0], info[2]});
+  return run_out_job(env, out, n, [=](float* y) { svdq::gelu_f32(x, n, y, approx, svdq::shared_pool(threads)); }, keep);
 }
 
-// silu(x, n, y, threads) -> Promise<void>
+// silu(x, n, y|null, threads) -> Promise<void | Float32Array>
 Napi::Value Silu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t n = get_int(info, 1, "n", 0, kMaxElems);
   const float* x = get_array<float>(info, 0, "x", napi_float32_array, n, "Float32Array");
-  float* y = get_array<float>(info, 2, "y", napi_float32_array, n, "Float32Array");
+  std::vector<Napi::Value> keep{info[0]};
+  float* out = get_output(info, 2, "y", n, keep);
   const int threads = get_threads(info, 3);
-  return run_job(env, false, [=] { svdq::silu_f32(x, n, y, svdq::shared_pool(threads)); }, {info[0], info[2]});
+  return run_out_job(env, out, n, [=](float* y) { svdq::silu_f32(x, n, y, svdq::shared_pool(threads)); }, keep);
 }
 
-// softmaxRows(x, rows, cols, y, threads) -> Promise<void>
+// softmaxRows(x, rows, cols, y|null, threads) -> Promise<void | Float32Array>
 Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t rows = get_int(info, 1, "rows", 0, kMaxElems);
   const int64_t cols = get_int(info, 2, "cols", 0, kMaxElems);
   if (rows * cols > kMaxElems) throw_arg(env, "rows", "rows · cols below 2^46");
   const float* x = get_array<float>(info, 0, "x", napi_float32_array, rows * cols, "Float32Array");
-  float* y = get_array<float>(info, 3, "y", napi_float32_array, rows * cols, "Float32Array");
+  std::vector<Napi::Value> keep{info[0]};
+  float* out = get_output(info, 3, "y", rows * cols, keep);
   const int threads = get_threads(info, 4);
-  return run_job(env, false, [=] { svdq::softmax_rows_f32(x, rows, cols, y, svdq::shared_pool(threads)); },
-                 {info[0], info[3]});
+  return run_out_job(env, out, rows * cols, [=](float* y) {
+    svdq::softmax_rows_f32(x, rows, cols, y, svdq::shared_pool(threads));
+  }, keep);
 }
 
-// add(a, b, n, y, threads) -> Promise<void>
+// add(a, b, n, y|null, threads) -> Promise<void | Float32Array>
 Napi::Value Add(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t n = get_int(info, 2, "n", 0, kMaxElems);
   const float* a = get_array<float>(info, 0, "a", napi_float32_array, n, "Float32Array");
   const float* b = get_array<float>(info, 1, "b", napi_float32_array, n, "Float32Array");
-  float* y = get_array<float>(info, 3, "y", napi_float32_array, n, "Float32Array");
+  std::vector<Napi::Value> keep{info[0], info[1]};
+  float* out = get_output(info, 3, "y", n, keep);
   const int threads = get_threads(info, 4);
-  return run_job(env, false, [=] { svdq::add_f32(a, b, n, y, svdq::shared_pool(threads)); }, {info[0], info[1], info[3]});
+  return run_out_job(env, out, n, [=](float* y) { svdq::add_f32(a, b, n, y, svdq::shared_pool(threads)); }, keep);
 }
 
-// attention(q, k, v, batch, tokens, heads, headDim, scale, out, threads) -> Promise<void>
+// attention(q, k, v, batch, tokens, heads, headDim, scale, out|null, threads) -> Promise<void | Float32Array>
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t batch = get_int(info, 3, "batch", 0, kMaxElems);
@@ -135,11 +210,12 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   const float* k = get_array<float>(info, 1, "k", napi_float32_array, elems, "Float32Array");
   const float* v = get_array<float>(info, 2, "v", napi_float32_array, elems, "Float32Array");
   const float scale = static_cast<float>(get_number(info, 7, "scale"));
-  float* out = get_array<float>(info, 8, "out", napi_float32_array, elems, "Float32Array");
+  std::vector<Napi::Value> keep{info[0], info[1], info[2]};
+  float* user_out = get_output(info, 8, "out", elems, keep);
   const int threads = get_threads(info, 9);
-  return run_job(env, false, [=] {
+  return run_out_job(env, user_out, elems, [=](float* out) {
     svdq::attention_f32(q, k, v, batch, tokens, heads, head_dim, scale, out, svdq::shared_pool(threads));
-  }, {info[0], info[1], info[2], info[8]});
+  }, keep);
 }
 
 // Packs W [n, k] off the main thread, then settles with a tagged external owning the panels.
@@ -200,7 +276,7 @@ Napi::Value PackF32Weights(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// linearF32(packed, x, m, bias|null, y, threads) -> Promise<void>: y[m, n] = x[m, k]·Wᵀ (+ bias)
+// linearF32(packed, x, m, bias|null, y|null, threads) -> Promise<void | Float32Array>: y[m, n] = x[m, k]·Wᵀ (+ bias)
 Napi::Value LinearF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<PackedPtr>>().CheckTypeTag(&kPackedTag))
@@ -212,10 +288,9 @@ Napi::Value LinearF32(const Napi::CallbackInfo& info) {
   const float* x = get_array<float>(info, 1, "x", napi_float32_array, m * packed->k, "Float32Array");
   std::vector<Napi::Value> keep{info[1]};
   const float* bias = get_optional_f32(info, 3, "bias", packed->n, keep);
-  float* y = get_array<float>(info, 4, "y", napi_float32_array, m * packed->n, "Float32Array");
-  keep.push_back(info[4]);
+  float* out = get_output(info, 4, "y", m * packed->n, keep);
   const int threads = get_threads(info, 5);
-  return run_job(env, false, [=] {
+  return run_out_job(env, out, m * packed->n, [=](float* y) {
     svdq::gemm_f32_packed(x, m, packed->k, *packed, bias, y, packed->n, false, svdq::shared_pool(threads));
   }, keep);
 }

@@ -1,7 +1,9 @@
 // The non-linear ops of the tensor graph (lib/graph): normalizations, activations, row softmax,
 // elementwise add and scaled dot-product attention, all fp32, row-major, spread over the engine's
-// thread pool. Portable C++ that the compiler vectorizes (native/cpu/ops.cpp); the products of
-// attention use gemm_f32 (gemm_f32.h).
+// thread pool. The per-row / per-element loops are one kernel table per instruction-set level
+// (OpsKernels below: ops_portable.cpp, ops_avx2.cpp, ops_avx512.cpp), chosen at run time like the
+// GEMM's; the driver (threading, argument checks, attention) is native/cpu/ops.cpp. Attention uses
+// the GEMM micro-kernels of gemm_f32.h directly, fused with the softmax per block of queries.
 //
 // Conventions: every function takes the pool it runs on and must not be called from inside one of
 // that pool's tasks (parallel_for does not nest). Outputs may alias inputs element for element
@@ -9,15 +11,61 @@
 // sizes or null pointers with a non-zero size throw std::invalid_argument.
 //
 // Accuracy: per-row statistics (mean, variance, mean square, softmax sum) are accumulated in
-// double; each output is then a few correctly rounded fp32 operations away from the exact value
-// (erf, tanh, exp from the C library).
+// double. The transcendental functions are our own (no libm call), identical in every level up
+// to fused vs separate multiply-adds:
+//   - exp: x = n·ln2 + r (|r| <= ln2/2, ln2 in two parts), e^r by its degree-7 Taylor polynomial
+//     (truncation < 1e-8 relative), times 2^n applied as two exact power-of-two factors so that
+//     subnormal results are rounded once. Max error 1.2 ulp against the exact value over the
+//     whole range (native/tests/test_ops.cpp sweeps it on every level and requires <= 3 ulp);
+//     overflow gives +Inf (x > 88.72), underflow 0 (x < -103.98), NaN stays NaN.
+//   - erf: |z| <= 0.5: z·P(z²), P of degree 6 fitted for relative error 1e-13; |z| > 0.5:
+//     erfc(|z|) = exp(-z²)·Q(1/(1 + |z|/2)), Q of degree 9 fitted for relative error 1.7e-9 on
+//     [0.5, 10.5], with z² split exactly into two floats so exp(-z²) keeps its accuracy; beyond
+//     10.5 erfc is 0. Exact GELU is x·Φ(x) with Φ(x) = erfc(-x/√2)/2 taken from the erfc branch
+//     in both tails (z² = x²/2 split exactly): relative error < 1e-6 wherever |GELU| > 1e-30
+//     (below that: tiny or 0). erf: max abs error 2.4e-7, 4 ulp for |x| <= 1.
+//   - GELU tanh form as x·sigmoid(2u) = x / (1 + exp(-2u)), u = √(2/π)·(x + 0.044715·x³)
+//     (equal to 0.5·x·(1 + tanh u), without its cancellation for u < 0), SiLU as
+//     x / (1 + exp(-x)): relative error a few ulp (GELU-tanh: 4e-7·(1 + |2u|), the rounding of u
+//     amplified in the exponential tail, as any rounding of x would be), exact limits (x for
+//     large x, -0 for very negative x), NaN stays NaN; GELU(-Inf) is NaN as in the formula.
 #pragma once
 
 #include <cstdint>
 
+#include "svdquant/formats.h"
+
 namespace svdq {
 
 class ThreadPool;
+
+// One instruction-set level's loops. Single-threaded; the driver (ops.cpp) splits rows or element
+// ranges over the pool. Pointers follow the aliasing rules above (y may equal x).
+struct OpsKernels {
+  Isa isa;
+  // y[i] = f(x[i]) for i < n.
+  void (*exp)(const float* x, int64_t n, float* y);
+  void (*erf)(const float* x, int64_t n, float* y);
+  void (*gelu_erf)(const float* x, int64_t n, float* y);
+  void (*gelu_tanh)(const float* x, int64_t n, float* y);
+  void (*silu)(const float* x, int64_t n, float* y);
+  void (*add)(const float* a, const float* b, int64_t n, float* y);
+  // Row ops over `rows` rows of `cols` (dim) values, rows at stride cols.
+  void (*softmax_rows)(const float* x, int64_t rows, int64_t cols, float* y);
+  void (*layernorm_rows)(const float* x, int64_t rows, int64_t dim, const float* gamma,
+                         const float* beta, float eps, float* y);
+  void (*rmsnorm_rows)(const float* x, int64_t rows, int64_t dim, const float* gamma, float eps,
+                       float* y);
+};
+
+namespace portable { extern const OpsKernels kOpsKernels; }
+namespace avx2 { extern const OpsKernels kOpsKernels; }
+namespace avx512 { extern const OpsKernels kOpsKernels; }
+
+// Kernels for the active level (isa_choice().active) or an explicit one; throws
+// std::invalid_argument for a level the CPU does not support.
+const OpsKernels& ops_kernels();
+const OpsKernels& ops_kernels_for(Isa isa);
 
 // y[r, :] = (x[r, :] - mean) / sqrt(var + eps) · gamma + beta, biased variance over `dim`.
 // gamma and beta are nullable ([dim] each): null means 1 and 0.
@@ -45,9 +93,25 @@ void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& po
 // Scaled dot-product attention. q, k, v and out are [batch, tokens, heads·head_dim] row-major
 // (the outputs of the q/k/v projections, head h in columns [h·head_dim, (h+1)·head_dim)). For each
 // batch and head: out_h = softmax(q_h · k_hᵀ · scale) · v_h, softmax over the keys. `out` must not
-// overlap q, k or v. Queries are processed in blocks so that the score scratch stays within
-// max(tokens, 4 Mi) floats per call.
+// overlap q, k or v. K and V are repacked once per call into the GEMM's panel layout; then each
+// task takes one (batch, head, block of queries) with the block sized so that its scores stay in
+// L2 (~256 KiB; at least one GEMM sliver of rows): S = scale·Q_blk·K_hᵀ, softmax of S's rows in
+// place, O_blk = S·V_h, all on one thread. Every output is summed in a fixed order: bit-identical
+// results for any thread count.
 void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
                    int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool);
+
+// The same ops on an explicit instruction-set level (the ones above use the active level): for
+// tests and benchmarks of every variant on one machine.
+void layernorm_f32(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
+                   float eps, float* y, ThreadPool& pool, Isa isa);
+void rmsnorm_f32(const float* x, int64_t rows, int64_t dim, const float* gamma, float eps, float* y,
+                 ThreadPool& pool, Isa isa);
+void gelu_f32(const float* x, int64_t n, float* y, bool tanh_approx, ThreadPool& pool, Isa isa);
+void silu_f32(const float* x, int64_t n, float* y, ThreadPool& pool, Isa isa);
+void softmax_rows_f32(const float* x, int64_t rows, int64_t cols, float* y, ThreadPool& pool, Isa isa);
+void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& pool, Isa isa);
+void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
+                   int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool, Isa isa);
 
 }  // namespace svdq
