@@ -1,0 +1,168 @@
+// The portability layer of the GPU backends (DESIGN.md §5): the kernels are written once in the
+// dialect CUDA and HIP share (__global__, threadIdx, __syncthreads, shuffles), and this header maps
+// the runtime calls and the few device intrinsics that differ to the platform being compiled:
+//   - nvcc            (__CUDACC__, no __HIP_PLATFORM_AMD__): the CUDA runtime, warp size 32;
+//   - hipcc for AMD   (__HIP_PLATFORM_AMD__):                the HIP runtime, wavefront 64 on CDNA
+//                     (32 on RDNA; device code asks __AMDGCN_WAVEFRONT_SIZE).
+// It is our own (Debian's ROCm 5.2 "HIP on NVIDIA" headers do not compile against CUDA 13).
+// Host code uses only the gpu* names below; device code uses gpu_shfl_xor and the SVDQ_* macros.
+#pragma once
+
+#if defined(__HIP_PLATFORM_AMD__) || defined(__HIPCC__)
+#define SVDQ_HIP 1
+#include <hip/hip_runtime.h>
+#else
+#define SVDQ_CUDA 1
+#include <cuda_runtime.h>
+#endif
+
+#include <stdint.h>
+
+#if defined(SVDQ_HIP)
+#define SVDQ_PLATFORM "hip"
+typedef hipError_t gpuError_t;
+typedef hipStream_t gpuStream_t;
+typedef hipEvent_t gpuEvent_t;
+typedef hipDeviceProp_t gpuDeviceProp_t;
+#define gpuSuccess hipSuccess
+#define gpuErrorMemoryAllocation hipErrorOutOfMemory
+#define gpuErrorNoDevice hipErrorNoDevice
+#define gpuErrorInvalidDevice hipErrorInvalidDevice
+#define gpuErrorInsufficientDriver hipErrorInsufficientDriver
+#define gpuErrorNoKernelImage hipErrorNoBinaryForGpu
+#define gpuErrorInvalidKernelImage hipErrorInvalidImage
+#define gpuErrorInvalidValue hipErrorInvalidValue
+#define gpuMemcpyHostToDevice hipMemcpyHostToDevice
+#define gpuMemcpyDeviceToHost hipMemcpyDeviceToHost
+#define gpuMemcpyDeviceToDevice hipMemcpyDeviceToDevice
+#define gpuStreamNonBlocking hipStreamNonBlocking
+#define gpuEventDisableTiming hipEventDisableTiming
+#define gpuEventDefault hipEventDefault
+#define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
+#define gpuMalloc hipMalloc
+#define gpuFree hipFree
+#define gpuMemcpy hipMemcpy
+#define gpuMemcpyAsync hipMemcpyAsync
+#define gpuMemsetAsync hipMemsetAsync
+#define gpuMemGetInfo hipMemGetInfo
+#define gpuStreamCreateWithFlags hipStreamCreateWithFlags
+#define gpuStreamDestroy hipStreamDestroy
+#define gpuStreamSynchronize hipStreamSynchronize
+#define gpuStreamWaitEvent hipStreamWaitEvent
+#define gpuEventCreateWithFlags hipEventCreateWithFlags
+#define gpuEventRecord hipEventRecord
+#define gpuEventSynchronize hipEventSynchronize
+#define gpuEventElapsedTime hipEventElapsedTime
+#define gpuEventDestroy hipEventDestroy
+#define gpuGetErrorString hipGetErrorString
+#define gpuGetErrorName hipGetErrorName
+#define gpuGetLastError hipGetLastError
+#define gpuPeekAtLastError hipPeekAtLastError
+#define gpuGetDeviceCount hipGetDeviceCount
+#define gpuSetDevice hipSetDevice
+#define gpuGetDevice hipGetDevice
+#define gpuGetDeviceProperties hipGetDeviceProperties
+#define gpuDriverGetVersion hipDriverGetVersion
+#define gpuRuntimeGetVersion hipRuntimeGetVersion
+#define gpuDeviceSynchronize hipDeviceSynchronize
+#define gpuFuncSetAttribute(f, a, v) hipFuncSetAttribute(reinterpret_cast<const void*>(f), a, v)
+#else
+#define SVDQ_PLATFORM "cuda"
+typedef cudaError_t gpuError_t;
+typedef cudaStream_t gpuStream_t;
+typedef cudaEvent_t gpuEvent_t;
+typedef cudaDeviceProp gpuDeviceProp_t;
+#define gpuSuccess cudaSuccess
+#define gpuErrorMemoryAllocation cudaErrorMemoryAllocation
+#define gpuErrorNoDevice cudaErrorNoDevice
+#define gpuErrorInvalidDevice cudaErrorInvalidDevice
+#define gpuErrorInsufficientDriver cudaErrorInsufficientDriver
+#define gpuErrorNoKernelImage cudaErrorNoKernelImageForDevice
+#define gpuErrorInvalidKernelImage cudaErrorInvalidKernelImage
+#define gpuErrorInvalidValue cudaErrorInvalidValue
+#define gpuMemcpyHostToDevice cudaMemcpyHostToDevice
+#define gpuMemcpyDeviceToHost cudaMemcpyDeviceToHost
+#define gpuMemcpyDeviceToDevice cudaMemcpyDeviceToDevice
+#define gpuStreamNonBlocking cudaStreamNonBlocking
+#define gpuEventDisableTiming cudaEventDisableTiming
+#define gpuEventDefault cudaEventDefault
+#define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
+#define gpuMalloc cudaMalloc
+#define gpuFree cudaFree
+#define gpuMemcpy cudaMemcpy
+#define gpuMemcpyAsync cudaMemcpyAsync
+#define gpuMemsetAsync cudaMemsetAsync
+#define gpuMemGetInfo cudaMemGetInfo
+#define gpuStreamCreateWithFlags cudaStreamCreateWithFlags
+#define gpuStreamDestroy cudaStreamDestroy
+#define gpuStreamSynchronize cudaStreamSynchronize
+#define gpuStreamWaitEvent cudaStreamWaitEvent
+#define gpuEventCreateWithFlags cudaEventCreateWithFlags
+#define gpuEventRecord cudaEventRecord
+#define gpuEventSynchronize cudaEventSynchronize
+#define gpuEventElapsedTime cudaEventElapsedTime
+#define gpuEventDestroy cudaEventDestroy
+#define gpuGetErrorString cudaGetErrorString
+#define gpuGetErrorName cudaGetErrorName
+#define gpuGetLastError cudaGetLastError
+#define gpuPeekAtLastError cudaPeekAtLastError
+#define gpuGetDeviceCount cudaGetDeviceCount
+#define gpuSetDevice cudaSetDevice
+#define gpuGetDevice cudaGetDevice
+#define gpuGetDeviceProperties cudaGetDeviceProperties
+#define gpuDriverGetVersion cudaDriverGetVersion
+#define gpuRuntimeGetVersion cudaRuntimeGetVersion
+#define gpuDeviceSynchronize cudaDeviceSynchronize
+#define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute(f, a, v)
+#endif
+
+// ---- device side ---------------------------------------------------------------------------------
+
+// Threads per block of the GEMM and quantize kernels: four warps (CUDA) or four CDNA wavefronts.
+#if defined(SVDQ_HIP)
+#define SVDQ_BLOCK 256
+#else
+#define SVDQ_BLOCK 128
+#endif
+
+// Which matrix-core instruction the device pass compiling this code has (0: none, portable path).
+//   1: NVIDIA mma.sync m16n8k32 / m16n8k16 s8 (sm_80 and newer)
+//   2: AMD MFMA i32_16x16x16i8 (CDNA1/2: gfx908, gfx90a)
+//   3: AMD MFMA i32_16x16x32_i8 (CDNA3: gfx940, gfx941, gfx942)
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 800)
+#define SVDQ_DEVICE_MMA 1
+#elif defined(__gfx908__) || defined(__gfx90a__)
+#define SVDQ_DEVICE_MMA 2
+#elif defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)
+#define SVDQ_DEVICE_MMA 3
+#else
+#define SVDQ_DEVICE_MMA 0
+#endif
+
+// NVIDIA's dp4a (sm_61+): 4-way int8 dot product with int32 accumulate.
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 610)
+#define SVDQ_HAS_DP4A 1
+#endif
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+// XOR shuffle within aligned groups of `width` lanes (width a power of two <= 16 here, so it is
+// the same on 32- and 64-lane hardware). All lanes of the warp must call it.
+template <typename T>
+__device__ __forceinline__ T gpu_shfl_xor(T v, int lane_mask, int width) {
+#if defined(SVDQ_HIP)
+  return __shfl_xor(v, lane_mask, width);
+#else
+  return __shfl_xor_sync(0xffffffffu, v, lane_mask, width);
+#endif
+}
+
+__device__ __forceinline__ int32_t gpu_dot4_s8(uint32_t a, uint32_t b, int32_t c) {
+#if defined(SVDQ_HAS_DP4A)
+  return __dp4a(static_cast<int>(a), static_cast<int>(b), c);
+#else
+  for (int i = 0; i < 4; ++i)
+    c += static_cast<int32_t>(static_cast<int8_t>(a >> (8 * i))) * static_cast<int32_t>(static_cast<int8_t>(b >> (8 * i)));
+  return c;
+#endif
+}
+#endif
