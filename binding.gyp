@@ -25,6 +25,9 @@
         ["target_arch=='x64'", {
           "defines": ["SVDQ_HAVE_X86_VARIANTS=1"],
           "dependencies": ["svdq_avx2", "svdq_avx512"]
+        }],
+        ["OS=='linux'", {
+          "libraries": ["-ldl"]
         }]
       ]
     }

@@ -8,7 +8,12 @@ export type SvdquantErrorCode =
   | 'ERR_SVDQ_FILE_FORMAT'
   | 'ERR_SVDQ_NONFINITE'
   | 'ERR_SVDQ_NATIVE'
-  | 'ERR_SVDQ_IO';
+  | 'ERR_SVDQ_IO'
+  | 'ERR_SVDQ_GPU_OOM'
+  | 'ERR_SVDQ_GPU_NO_DEVICE'
+  | 'ERR_SVDQ_GPU_DRIVER'
+  | 'ERR_SVDQ_GPU_RUNTIME'
+  | 'ERR_SVDQ_GPU_UNSUPPORTED';
 
 export class SvdquantError extends Error {
   readonly code: SvdquantErrorCode;
@@ -65,6 +70,78 @@ export class IoError extends SvdquantError {
 export class NativeError extends SvdquantError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_SVDQ_NATIVE', message, options);
+  }
+}
+
+/** A requested native backend is not available (not built, library missing or broken, no device). */
+export class BackendUnavailableError extends NativeError {
+  readonly backend: 'cpu' | 'cuda' | 'hip' | 'auto';
+  /** Why it is not available (the probe's reason). */
+  readonly reason: string;
+  constructor(backend: 'cpu' | 'cuda' | 'hip' | 'auto', reason: string) {
+    super(`native backend '${backend}' is not available: ${reason}`);
+    this.backend = backend;
+    this.reason = reason;
+  }
+}
+
+/** The codes of GpuError, one per svdq_gpu_code of native/include/svdquant/gpu_abi.h. */
+export type GpuErrorCode =
+  | 'ERR_SVDQ_GPU_OOM'
+  | 'ERR_SVDQ_GPU_NO_DEVICE'
+  | 'ERR_SVDQ_GPU_DRIVER'
+  | 'ERR_SVDQ_GPU_RUNTIME'
+  | 'ERR_SVDQ_GPU_UNSUPPORTED';
+
+/**
+ * A GPU backend (CUDA or HIP) reported a failure. The backend never aborts the process; its status
+ * becomes one of the subclasses below. `platform` names the backend, `device` the device index when
+ * known, `status` the backend's numeric status code.
+ */
+export class GpuError extends SvdquantError {
+  readonly platform: 'cuda' | 'hip';
+  readonly device: number | undefined;
+  readonly status: number;
+  constructor(code: GpuErrorCode, platform: 'cuda' | 'hip', message: string, options?: { device?: number; status?: number; cause?: unknown }) {
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.platform = platform;
+    this.device = options?.device;
+    this.status = options?.status ?? 0;
+  }
+}
+
+/** Device (or pinned host) memory could not be allocated. */
+export class GpuOutOfMemoryError extends GpuError {
+  constructor(platform: 'cuda' | 'hip', message: string, options?: { device?: number; status?: number; cause?: unknown }) {
+    super('ERR_SVDQ_GPU_OOM', platform, message, options);
+  }
+}
+
+/** No device, or the device index does not exist. */
+export class GpuNoDeviceError extends GpuError {
+  constructor(platform: 'cuda' | 'hip', message: string, options?: { device?: number; status?: number; cause?: unknown }) {
+    super('ERR_SVDQ_GPU_NO_DEVICE', platform, message, options);
+  }
+}
+
+/** The driver is too old for the runtime, or the library holds no kernel image for the device. */
+export class GpuDriverError extends GpuError {
+  constructor(platform: 'cuda' | 'hip', message: string, options?: { device?: number; status?: number; cause?: unknown }) {
+    super('ERR_SVDQ_GPU_DRIVER', platform, message, options);
+  }
+}
+
+/** Any other CUDA/HIP failure (launch failure, illegal address, ...). */
+export class GpuRuntimeError extends GpuError {
+  constructor(platform: 'cuda' | 'hip', message: string, options?: { device?: number; status?: number; cause?: unknown }) {
+    super('ERR_SVDQ_GPU_RUNTIME', platform, message, options);
+  }
+}
+
+/** A scheme or feature this backend build or device does not support. */
+export class GpuUnsupportedError extends GpuError {
+  constructor(platform: 'cuda' | 'hip', message: string, options?: { device?: number; status?: number; cause?: unknown }) {
+    super('ERR_SVDQ_GPU_UNSUPPORTED', platform, message, options);
   }
 }
 

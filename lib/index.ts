@@ -3,8 +3,11 @@
  */
 export { Tensor, DTYPES, dtypeBits, isDType, isTensor } from './tensor.js';
 export type { DType, Device, Storage, StorageOf } from './tensor.js';
-export { ArgumentError, FileFormatError, IoError, NativeError, NonFiniteError, SvdquantError } from './errors.js';
-export type { SvdquantErrorCode } from './errors.js';
+export {
+  ArgumentError, FileFormatError, IoError, NativeError, NonFiniteError, SvdquantError, BackendUnavailableError,
+  GpuError, GpuOutOfMemoryError, GpuNoDeviceError, GpuDriverError, GpuRuntimeError, GpuUnsupportedError,
+} from './errors.js';
+export type { SvdquantErrorCode, GpuErrorCode } from './errors.js';
 export { cpuIsa } from './native.js';
 export type { IsaName, NativeIsaInfo } from './native.js';
 export * from './formats/index.js';
@@ -19,11 +22,17 @@ export type {
 export { writeFileAtomic } from './io/atomic-write.js';
 export { tensorFromSafetensors, tensorToSafetensors } from './io/tensor-bridge.js';
 export { NativeLowbitLayer, LOW_RANK_MODES } from './runtime/native-layer.js';
-export type { LowbitLayerData, LowRankMode } from './runtime/native-layer.js';
+export type { LowbitLayerData, LowRankMode, NativeKernelLayer, NativeLayerBackend } from './runtime/native-layer.js';
+export { GpuLowbitLayer } from './runtime/gpu-layer.js';
+export type { GpuLayerOptions } from './runtime/gpu-layer.js';
+export { DeviceTensor } from './runtime/device-tensor.js';
+export type { DeviceTensorOptions } from './runtime/device-tensor.js';
+export { gpuBackends, probeGpuBackend, gpuLibraryPath, GPU_PLATFORMS } from './runtime/gpu-backend.js';
+export type { GpuPlatform, GpuBackendReport, GpuBackendsReport, GpuDeviceInfo, GpuMatrixPath } from './runtime/gpu-backend.js';
 export * from './graph/index.js';
 export * from './quant/index.js';
 export {
-  enableNativeInference, disableNativeInference, NativeLinear, BackendUnavailableError, NATIVE_BACKENDS,
+  enableNativeInference, disableNativeInference, NativeLinear, NATIVE_BACKENDS,
 } from './runtime/native-inference.js';
 export type {
   NativeBackend, NativeInferenceOptions, NativeInferenceReport, DisableNativeInferenceReport,

@@ -48,6 +48,63 @@ export interface NativeLowbitDesc {
   lowRankBf16: boolean;
 }
 
+/** Device memory of a GPU backend (native/addon/gpu_binding.cpp). */
+export interface NativeGpuBuffer {
+  /** Copies all of `src` into the buffer at byte `offset`, off the main thread. */
+  upload(src: ArrayBufferView, offset: number): Promise<void>;
+  /** Copies `dst.byteLength` bytes from byte `offset` of the buffer into `dst`, off the main thread. */
+  download(dst: ArrayBufferView, offset: number): Promise<void>;
+  dispose(): void;
+  readonly bytes: number;
+  readonly device: number;
+  readonly disposed: boolean;
+}
+
+/** An SVDQuant layer in a GPU backend's kernel format, on one device. */
+export interface NativeGpuLayer {
+  forward(x: Float32Array, m: number, y: Float32Array, mode: number): Promise<void>;
+  forwardDevice(x: NativeGpuBuffer, m: number, y: NativeGpuBuffer, mode: number): Promise<void>;
+  dispose(): void;
+  readonly bytes: number;
+  readonly device: number;
+  readonly disposed: boolean;
+}
+
+/** A loaded GPU backend library. */
+export interface NativeGpuBackend {
+  createLayer(desc: NativeLowbitDesc, device: number): Promise<NativeGpuLayer>;
+  allocBuffer(device: number, bytes: number): Promise<NativeGpuBuffer>;
+  readonly platform: string;
+  readonly path: string;
+}
+
+export interface NativeGpuDeviceInfo {
+  index: number;
+  name: string;
+  arch: string;
+  totalMemory: number;
+  freeMemory: number;
+  multiprocessors: number;
+  driverVersion: number;
+  runtimeVersion: number;
+  /** 0 portable dot products, 1 NVIDIA mma.sync int8, 2 AMD MFMA int8. */
+  matrixPath: number;
+}
+
+export interface NativeGpuProbe {
+  available: boolean;
+  reason: string;
+  platform: string;
+  path: string;
+  /** The library's ABI version (0 when it could not be read). */
+  abiVersion: number;
+  /** Comma-separated targets compiled into the library. */
+  builtArchs: string;
+  devices: NativeGpuDeviceInfo[];
+  /** The loaded backend when available, else null. */
+  backend: NativeGpuBackend | null;
+}
+
 /** fp32 weights packed for the GEMM micro-kernel (an opaque native external). */
 export type NativePackedF32 = { readonly __brand: 'NativePackedF32' };
 
@@ -56,6 +113,13 @@ export interface NativeAddon {
   prepareLowbitLayer(desc: NativeLowbitDesc): Promise<NativeLowbitHandle>;
   napiVersion: number;
   isaInfo(): NativeIsaInfo;
+  /**
+   * Loads the GPU backend library at `path` (dlopen, never linked) and lists its devices. Never
+   * rejects for a missing or broken library or driver: `reason` says why it is not available.
+   */
+  gpuProbe(platform: 'cuda' | 'hip', path: string): Promise<NativeGpuProbe>;
+  /** The GPU backend ABI version this addon was built against (native/include/svdquant/gpu_abi.h). */
+  gpuAbiVersion: number;
   quantize(scheme: NativeScheme, x: Float32Array, rows: number, k: number, codes: CodesArray, scales: ScalesArray,
     rule: number, globalScale: number, sync: true): undefined;
   quantize(scheme: NativeScheme, x: Float32Array, rows: number, k: number, codes: CodesArray, scales: ScalesArray,
@@ -101,28 +165,43 @@ export interface NativeAddon {
   gemmF32(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number,
     b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number, threads: number): Promise<void>;
   // ---- tensor-graph ops (native/addon/graph_ops_binding.cpp); all run off the JS thread ----
+  // The output argument is a caller's Float32Array (resolves to undefined) or null: the worker then
+  // allocates the output in native memory and resolves to a new Float32Array (no zero-filling or
+  // freeing of large buffers on the JavaScript thread).
   /** y[r, :] = LayerNorm of x[r, :] over `dim` (biased variance), times gamma plus beta (null: 1 and 0). */
   layerNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, beta: Float32Array | null,
     eps: number, y: Float32Array, threads: number): Promise<void>;
+  layerNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, beta: Float32Array | null,
+    eps: number, y: null, threads: number): Promise<Float32Array>;
   /** y[r, :] = x[r, :] / sqrt(mean(x²) + eps) · gamma (null: 1). */
   rmsNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, eps: number, y: Float32Array,
     threads: number): Promise<void>;
+  rmsNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, eps: number, y: null,
+    threads: number): Promise<Float32Array>;
   /** GELU of the first n elements; approximate 0: exact (erf), 1: tanh form. */
   gelu(x: Float32Array, n: number, y: Float32Array, approximate: 0 | 1, threads: number): Promise<void>;
+  gelu(x: Float32Array, n: number, y: null, approximate: 0 | 1, threads: number): Promise<Float32Array>;
   /** SiLU (x · sigmoid(x)) of the first n elements. */
   silu(x: Float32Array, n: number, y: Float32Array, threads: number): Promise<void>;
+  silu(x: Float32Array, n: number, y: null, threads: number): Promise<Float32Array>;
   /** Softmax over each row of `cols` values. */
   softmaxRows(x: Float32Array, rows: number, cols: number, y: Float32Array, threads: number): Promise<void>;
+  softmaxRows(x: Float32Array, rows: number, cols: number, y: null, threads: number): Promise<Float32Array>;
   /** y = a + b over n elements. */
   add(a: Float32Array, b: Float32Array, n: number, y: Float32Array, threads: number): Promise<void>;
+  add(a: Float32Array, b: Float32Array, n: number, y: null, threads: number): Promise<Float32Array>;
   /** Scaled dot-product attention; q, k, v, out are [batch, tokens, heads·headDim]. */
   attention(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, tokens: number, heads: number,
     headDim: number, scale: number, out: Float32Array, threads: number): Promise<void>;
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, tokens: number, heads: number,
+    headDim: number, scale: number, out: null, threads: number): Promise<Float32Array>;
   /** Packs W [n, k] for the fp32 GEMM (an opaque native handle, freed by the garbage collector). */
   packF32Weights(w: Float32Array, n: number, k: number, threads: number): Promise<NativePackedF32>;
   /** y[m, n] = x[m, k] · Wᵀ (+ bias[n]) with W packed by packF32Weights. */
   linearF32(packed: NativePackedF32, x: Float32Array, m: number, bias: Float32Array | null, y: Float32Array,
     threads: number): Promise<void>;
+  linearF32(packed: NativePackedF32, x: Float32Array, m: number, bias: Float32Array | null, y: null,
+    threads: number): Promise<Float32Array>;
 }
 
 /** The package root: this file is lib/native.ts in the sources and dist/native.js when built. */

@@ -4,35 +4,16 @@
 import t from 'tap';
 import {
   Tensor, Linear, Sequential, ErrorCorrectedLinear, NativeLinear, quantizeModel, enableNativeInference,
-  disableNativeInference, BackendUnavailableError, FORMATS, SCHEMES, type Module,
+  disableNativeInference, BackendUnavailableError, FORMATS, SCHEMES,
 } from '../lib/index.js';
 import { buildModel, calibration, input, bitsEqual, snapshot } from './support/model-fixture.js';
+import { quantizedModel as quantized, termBound } from './support/error-bound.js';
 
-async function quantized(scheme: 'w4a4' | 'mxfp4' | 'nvfp4' | 'w8a8' | 'w4a16' = 'w4a4'): Promise<Module> {
-  const model = buildModel();
-  await quantizeModel(model, { scheme, rank: 8 }, calibration());
-  return model;
-}
+// This file tests the CPU backend: point the GPU backends at libraries that do not exist, so that
+// 'auto' means 'cpu' on every machine (test/runtime-gpu-backend.test.ts tests the GPU paths).
+process.env.SVDQUANT_CUDA_LIB = '/nonexistent/libsvdquant_cuda.so';
+process.env.SVDQUANT_HIP_LIB = '/nonexistent/libsvdquant_hip.so';
 
-/** S = Σ|terms| per output of an ErrorCorrectedLinear (lowbit.h's error bound), in double. */
-async function termBound(layer: ErrorCorrectedLinear, x: Tensor<'f32'>): Promise<Float64Array> {
-  const k = layer.inFeatures, n = layer.outFeatures, r = layer.rank, m = x.numel / k;
-  const xhat = layer.smoothInput(x.data);
-  const xq = await layer.quantizeActivations(xhat, m);
-  const w = await layer.dequantizedWeight();
-  const s = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    const d = new Float64Array(r);
-    for (let q = 0; q < r; q++) for (let j = 0; j < k; j++) d[q] += Math.abs(xhat[i * k + j] * layer.lDown!.data[q * k + j]);
-    for (let o = 0; o < n; o++) {
-      let acc = Math.abs(layer.bias?.data[o] ?? 0);
-      for (let j = 0; j < k; j++) acc += Math.abs(xq[i * k + j] * w[o * k + j]);
-      for (let q = 0; q < r; q++) acc += d[q] * Math.abs(layer.lUp!.data[o * r + q]);
-      s[i * n + o] = acc;
-    }
-  }
-  return s;
-}
 
 t.test('quantizeModel replaces the eligible Linear layers and reports every skipped one', async (t) => {
   const model = buildModel();
@@ -175,9 +156,13 @@ t.test('backend and argument errors', async (t) => {
     const err = await enableNativeInference(model, { backend }).then(() => null, (e) => e);
     t.ok(err instanceof BackendUnavailableError, `${backend}: BackendUnavailableError`);
     t.equal(err.backend, backend);
-    t.match(err.message, new RegExp(`'${backend}'.*not built in this version`));
+    t.match(err.message, new RegExp(`'${backend}' is not available: libsvdquant_${backend}\\.so not found at /nonexistent/`));
     t.equal(err.code, 'ERR_SVDQ_NATIVE');
   }
+  const auto = await enableNativeInference(model, { backend: 'auto' });
+  t.equal(auto.backend, 'cpu');
+  t.match(auto.reason, /^'auto' chose 'cpu': cuda: libsvdquant_cuda\.so not found at .*; hip: libsvdquant_hip\.so not found at /);
+  disableNativeInference(model);
   t.same(snapshot(model), before, 'the model is untouched');
   await t.rejects(enableNativeInference(model, { backend: 'tpu' as never }), { name: 'ArgumentError', argument: 'options.backend' });
   await t.rejects(enableNativeInference(model, { lowRank: 'fast' as never }), { name: 'ArgumentError', argument: 'options.lowRank' });

@@ -13,6 +13,9 @@
  *   Linear                P.weight F32 [N, K], P.bias F32 [N] (if any)
  *   LayerNorm / RMSNorm   P.weight F32 [D], P.bias F32 [D] (LayerNorm with affine only)
  *
+ * Other tensors (embeddings, norms, excluded layers carried over by `svdquant quantize`) may be
+ * present when the metadata key `passthrough_tensors` lists them (a JSON array of names).
+ *
  * `__metadata__` (string values): `format` = "svdquant.checkpoint", `format_version` = "1", and per
  * layer a key `layer:P` holding a JSON object: kind ('svdquant' | 'linear' | 'layernorm' | 'rmsnorm'),
  * and for 'svdquant' scheme, weight_format, group, rank, in_features, out_features, global_scale,
@@ -73,6 +76,29 @@ export interface LoadCheckpointReport {
 
 const key = (p: string, name: string): string => (p === '' ? name : `${p}.${name}`);
 
+/** The metadata and canonical tensors of one quantized layer at dotted path `p` (see the file comment). */
+export function quantizedLayerEntry(p: string, m: ErrorCorrectedLinear): { meta: SvdquantLayerMeta; tensors: SafetensorsTensorInput[] } {
+  const w = m.weight;
+  const meta: SvdquantLayerMeta = {
+    kind: 'svdquant', scheme: m.scheme, weight_format: w.format, group: w.group, rank: m.rank,
+    in_features: m.inFeatures, out_features: m.outFeatures, global_scale: w.globalScale,
+    act_scale_rule: m.actScaleRule, weight_scale_rule: w.scaleRule ?? null,
+    smooth: m.smooth !== undefined, bias: m.bias !== undefined,
+  };
+  const tensors = [tensorToSafetensors(key(p, 'qweight'), w.codes), tensorToSafetensors(key(p, 'wscales'), w.scales)];
+  if (m.smooth) tensors.push(tensorToSafetensors(key(p, 'smooth'), m.smooth));
+  if (m.lDown && m.lUp) tensors.push(tensorToSafetensors(key(p, 'lora_down'), m.lDown), tensorToSafetensors(key(p, 'lora_up'), m.lUp));
+  if (m.bias) tensors.push(tensorToSafetensors(key(p, 'bias'), m.bias));
+  return { meta, tensors };
+}
+
+/**
+ * Metadata key listing (as a JSON array) tensors carried over unchanged from a source model file
+ * (`svdquant quantize` keeps embeddings, norms and excluded layers this way). loadCheckpoint ignores
+ * them: they belong to no module it restores.
+ */
+export const PASSTHROUGH_KEY = 'passthrough_tensors';
+
 /** Writes the model's checkpoint to `file` (atomically). */
 export async function saveCheckpoint(model: Module, file: string): Promise<SaveCheckpointReport> {
   if (!(model instanceof Module)) throw new ArgumentError('model', 'a Module', model);
@@ -84,17 +110,9 @@ export async function saveCheckpoint(model: Module, file: string): Promise<SaveC
     const m = m0 instanceof NativeLinear ? m0.source : m0;
     let meta: CheckpointLayerMeta;
     if (m instanceof ErrorCorrectedLinear) {
-      const w = m.weight;
-      meta = {
-        kind: 'svdquant', scheme: m.scheme, weight_format: w.format, group: w.group, rank: m.rank,
-        in_features: m.inFeatures, out_features: m.outFeatures, global_scale: w.globalScale,
-        act_scale_rule: m.actScaleRule, weight_scale_rule: w.scaleRule ?? null,
-        smooth: m.smooth !== undefined, bias: m.bias !== undefined,
-      };
-      tensors.push(tensorToSafetensors(key(p, 'qweight'), w.codes), tensorToSafetensors(key(p, 'wscales'), w.scales));
-      if (m.smooth) tensors.push(tensorToSafetensors(key(p, 'smooth'), m.smooth));
-      if (m.lDown && m.lUp) tensors.push(tensorToSafetensors(key(p, 'lora_down'), m.lDown), tensorToSafetensors(key(p, 'lora_up'), m.lUp));
-      if (m.bias) tensors.push(tensorToSafetensors(key(p, 'bias'), m.bias));
+      const entry = quantizedLayerEntry(p, m);
+      meta = entry.meta;
+      tensors.push(...entry.tensors);
     } else if (m instanceof Linear) {
       meta = { kind: 'linear', in_features: m.inFeatures, out_features: m.outFeatures, bias: m.bias !== null };
       tensors.push(tensorToSafetensors(key(p, 'weight'), m.weight));
@@ -116,6 +134,19 @@ export async function saveCheckpoint(model: Module, file: string): Promise<SaveC
 
 function bad(file: string, problem: string): FileFormatError {
   return new FileFormatError(file, problem);
+}
+
+/** The names listed under PASSTHROUGH_KEY (absent: none). */
+export function parsePassthrough(file: string, text: string | undefined): Set<string> {
+  if (text === undefined) return new Set();
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw bad(file, `metadata '${PASSTHROUGH_KEY}' is not JSON: expected an array of tensor names`);
+  }
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw bad(file, `metadata '${PASSTHROUGH_KEY}' must be a JSON array of tensor names`);
+  return new Set(v as string[]);
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -288,8 +319,9 @@ export async function loadCheckpoint(file: string, model: Module): Promise<LoadC
       }
       loaded.push(p);
     }
+    const passthrough = parsePassthrough(file, md[PASSTHROUGH_KEY]);
     for (const t of st.tensors) {
-      if (!expected.has(t.name)) throw bad(file, `tensor '${t.name}' belongs to no layer described in the metadata`);
+      if (!expected.has(t.name) && !passthrough.has(t.name)) throw bad(file, `tensor '${t.name}' belongs to no layer described in the metadata`);
     }
   } catch (e) {
     if (e instanceof SvdquantError) throw e;

@@ -41,7 +41,7 @@ import { Module } from '../graph/module.js';
 import { Tensor } from '../tensor.js';
 import { ErrorCorrectedLinear } from '../quant/error-corrected-linear.js';
 import { NativeLinear } from './native-inference.js';
-import { NativeLowbitLayer } from './native-layer.js';
+import type { NativeKernelLayer } from './native-layer.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { tensorFromSafetensors } from '../io/tensor-bridge.js';
 
@@ -264,7 +264,7 @@ interface Change {
   entries: Entry[];
   lDown: Tensor<'f32'> | undefined;
   lUp: Tensor<'f32'> | undefined;
-  natives: { module: NativeLinear; built?: NativeLowbitLayer }[];
+  natives: { module: NativeLinear; built?: NativeKernelLayer }[];
 }
 
 /** NativeLinears of `model` built from `layer`. */
@@ -279,10 +279,9 @@ async function commit(changes: Change[]): Promise<void> {
   try {
     for (const c of changes) {
       for (const nat of c.natives) {
-        nat.built = await NativeLowbitLayer.create({
+        nat.built = await nat.module.buildLayer({
           ...c.layer.data(),
           ...(c.lDown && c.lUp ? { lDown: c.lDown, lUp: c.lUp } : { lDown: undefined, lUp: undefined }),
-          lowRankBf16: nat.module.lowRankBf16,
         });
       }
     }

@@ -7,25 +7,33 @@
  * puts the very same ErrorCorrectedLinear objects back (each NativeLinear keeps its `source`) and
  * frees the native memory, so reference outputs are bit-identical before and after a round trip.
  *
- * Backends in this version: 'cpu'; 'auto' resolves to 'cpu' (reported). 'cuda' and 'hip' throw
- * BackendUnavailableError (the GPU backends are not built in this version).
+ * Backends: 'cpu' (the native CPU engine), 'cuda' and 'hip' (GPU backend libraries loaded at run
+ * time, lib/runtime/gpu-backend.ts), and 'auto': cuda, then hip, then cpu, with the reason each GPU
+ * backend was not chosen in the report. A GPU backend that was asked for but cannot be used throws
+ * BackendUnavailableError (naming the reason) before the model is touched.
  */
-import { ArgumentError, NativeError } from '../errors.js';
+import { ArgumentError, BackendUnavailableError, GpuError, GpuUnsupportedError } from '../errors.js';
 import { Module } from '../graph/module.js';
 import { Tensor } from '../tensor.js';
 import { ErrorCorrectedLinear } from '../quant/error-corrected-linear.js';
 import { parentCounts } from '../quant/quantize-model.js';
-import { LOW_RANK_MODES, NativeLowbitLayer, type LowRankMode } from './native-layer.js';
+import { LOW_RANK_MODES, NativeLowbitLayer, type LowbitLayerData, type LowRankMode, type NativeKernelLayer, type NativeLayerBackend } from './native-layer.js';
+import { GpuLowbitLayer } from './gpu-layer.js';
+import { checkDevice, deviceProblem, probeGpuBackend, type GpuPlatform } from './gpu-backend.js';
+
+export { BackendUnavailableError };
 
 export type NativeBackend = 'cpu' | 'cuda' | 'hip' | 'auto';
 export const NATIVE_BACKENDS: readonly NativeBackend[] = ['cpu', 'cuda', 'hip', 'auto'];
 
 export interface NativeInferenceOptions {
-  /** Default 'auto' (= 'cpu' in this version). */
+  /** Default 'auto': cuda, then hip, then cpu. */
   backend?: NativeBackend;
+  /** GPU device index for 'cuda', 'hip' and 'auto' (default 0; ignored by 'cpu'). */
+  device?: number;
   /** How the low-rank branch runs (default 'fused'). */
   lowRank?: LowRankMode;
-  /** Native threads per forward (0, the default: physical cores). */
+  /** Native threads per forward of the CPU backend (0, the default: physical cores). */
   threads?: number;
   /** Keep L_down / L_up as bf16 in the kernel format (default false: fp32, as the reference). */
   lowRankBf16?: boolean;
@@ -33,7 +41,9 @@ export interface NativeInferenceOptions {
 
 export interface NativeInferenceReport {
   /** The backend the layers run on. */
-  backend: 'cpu';
+  backend: NativeLayerBackend;
+  /** The GPU device index (GPU backends only). */
+  device?: number;
   /** The backend asked for, and how the choice was made. */
   requested: NativeBackend;
   reason: string;
@@ -43,46 +53,58 @@ export interface NativeInferenceReport {
   skipped: { name: string; reason: string }[];
 }
 
-/** A requested backend is not available (not built, no device, failed to load). */
-export class BackendUnavailableError extends NativeError {
-  readonly backend: NativeBackend;
-  constructor(backend: NativeBackend, reason: string) {
-    super(`native backend '${backend}' is not available: ${reason}`);
-    this.backend = backend;
-  }
+function isKernelLayer(layer: unknown): layer is NativeKernelLayer {
+  return layer instanceof NativeLowbitLayer || layer instanceof GpuLowbitLayer;
 }
 
 /**
- * The native layer in the graph: forward runs the NativeLowbitLayer with the options given at
- * enable time. `source` is the ErrorCorrectedLinear it was built from (restored on disable).
+ * The native layer in the graph: forward runs the native layer (CPU NativeLowbitLayer or
+ * GpuLowbitLayer) with the options given at enable time. `source` is the ErrorCorrectedLinear it was
+ * built from (restored on disable).
  */
 export class NativeLinear extends Module {
   readonly source: ErrorCorrectedLinear;
-  readonly backend: 'cpu' = 'cpu';
+  /** The backend the native layer runs on. */
+  readonly backend: NativeLayerBackend;
+  /** The GPU device index (GPU backends), else undefined. */
+  readonly device: number | undefined;
   lowRank: LowRankMode;
   threads: number;
   /** Whether the low-rank factors are kept as bf16 in the kernel format (as at enable time). */
   readonly lowRankBf16: boolean;
-  #layer: NativeLowbitLayer;
+  #layer: NativeKernelLayer;
   /** Forwards in flight per native layer (a replaced layer is freed when its last one finishes). */
-  #inFlight = new Map<NativeLowbitLayer, number>();
-  #retired = new Set<NativeLowbitLayer>();
+  #inFlight = new Map<NativeKernelLayer, number>();
+  #retired = new Set<NativeKernelLayer>();
   #disposeRequested = false;
 
-  constructor(source: ErrorCorrectedLinear, layer: NativeLowbitLayer, options: { lowRank: LowRankMode; threads: number; lowRankBf16?: boolean }) {
+  constructor(source: ErrorCorrectedLinear, layer: NativeKernelLayer, options: { lowRank: LowRankMode; threads: number; lowRankBf16?: boolean }) {
     super();
     if (!(source instanceof ErrorCorrectedLinear)) throw new ArgumentError('source', 'an ErrorCorrectedLinear', source);
-    if (!(layer instanceof NativeLowbitLayer)) throw new ArgumentError('layer', 'a NativeLowbitLayer', layer);
+    if (!isKernelLayer(layer)) throw new ArgumentError('layer', 'a NativeLowbitLayer or GpuLowbitLayer', layer);
     this.source = source;
     this.#layer = layer;
+    this.backend = layer.backend;
+    this.device = layer instanceof GpuLowbitLayer ? layer.device : undefined;
     this.lowRank = options.lowRank;
     this.threads = options.threads;
     this.lowRankBf16 = options.lowRankBf16 === true;
   }
 
   /** The native layer new forwards run on. */
-  get layer(): NativeLowbitLayer {
+  get layer(): NativeKernelLayer {
     return this.#layer;
+  }
+
+  /**
+   * Builds a native layer from canonical data on this module's backend and device, with its
+   * lowRankBf16 setting (e.g. the source's data after applyLora changed the low-rank branch); hand
+   * it to replaceLayer().
+   */
+  async buildLayer(data: LowbitLayerData): Promise<NativeKernelLayer> {
+    const d = { ...data, lowRankBf16: this.lowRankBf16 };
+    if (this.backend === 'cpu') return NativeLowbitLayer.create(d);
+    return GpuLowbitLayer.create(d, { backend: this.backend, device: this.device ?? 0 });
   }
 
   get inFeatures(): number {
@@ -120,8 +142,12 @@ export class NativeLinear extends Module {
    * Makes new forwards run on `layer` (rebuilt from the source, e.g. after applyLora changed its
    * low-rank branch) and frees the previous native layer once the forwards running on it finish.
    */
-  replaceLayer(layer: NativeLowbitLayer): void {
-    if (!(layer instanceof NativeLowbitLayer)) throw new ArgumentError('layer', 'a NativeLowbitLayer', layer);
+  replaceLayer(layer: NativeKernelLayer): void {
+    if (!isKernelLayer(layer)) throw new ArgumentError('layer', 'a NativeLowbitLayer or GpuLowbitLayer', layer);
+    const device = layer instanceof GpuLowbitLayer ? layer.device : undefined;
+    if (layer.backend !== this.backend || device !== this.device) {
+      throw new ArgumentError('layer', `a native layer on ${this.placement()}`, `a layer on ${layer.backend}${device === undefined ? '' : ':' + device}`);
+    }
     if (layer.inFeatures !== this.inFeatures || layer.outFeatures !== this.outFeatures) {
       throw new ArgumentError('layer', `a native layer of ${this.inFeatures} -> ${this.outFeatures} features`, `${layer.inFeatures} -> ${layer.outFeatures}`);
     }
@@ -145,12 +171,17 @@ export class NativeLinear extends Module {
     if ((this.#inFlight.get(this.#layer) ?? 0) === 0) this.#layer.dispose();
   }
 
+  /** 'cpu', or 'cuda:0' / 'hip:1' for a GPU layer. */
+  placement(): string {
+    return this.device === undefined ? this.backend : `${this.backend}:${this.device}`;
+  }
+
   override toString(): string {
-    return `NativeLinear(${this.inFeatures}, ${this.outFeatures}, scheme=${this.layer.scheme}, rank=${this.layer.rank}, lowRank=${this.lowRank})`;
+    return `NativeLinear(${this.inFeatures}, ${this.outFeatures}, scheme=${this.layer.scheme}, rank=${this.layer.rank}, lowRank=${this.lowRank}, backend=${this.placement()})`;
   }
 }
 
-const OPTION_KEYS = new Set(['backend', 'lowRank', 'threads', 'lowRankBf16']);
+const OPTION_KEYS = new Set(['backend', 'device', 'lowRank', 'threads', 'lowRankBf16']);
 
 function resolveOptions(options: unknown): Required<NativeInferenceOptions> {
   if (options === undefined) options = {};
@@ -169,22 +200,47 @@ function resolveOptions(options: unknown): Required<NativeInferenceOptions> {
   }
   const lowRankBf16 = o.lowRankBf16 ?? false;
   if (typeof lowRankBf16 !== 'boolean') throw new ArgumentError('options.lowRankBf16', 'a boolean', lowRankBf16);
-  return { backend: backend as NativeBackend, lowRank: lowRank as LowRankMode, threads, lowRankBf16 };
+  const device = checkDevice(o.device ?? 0, 'options.device');
+  return { backend: backend as NativeBackend, device, lowRank: lowRank as LowRankMode, threads, lowRankBf16 };
 }
 
 /**
- * Replaces every eligible ErrorCorrectedLinear by a NativeLinear. The native layers are all built
- * first; if building throws for a layer, that layer is reported in `skipped` with the error's
- * message and stays on the reference path. Throws (before touching the model) for bad arguments and
- * for the GPU backends.
+ * Picks the backend: 'cpu' as is; 'cuda' / 'hip' must be available with the device, else
+ * BackendUnavailableError; 'auto' tries cuda, then hip, then cpu and says why each was not chosen.
+ */
+async function chooseBackend(requested: NativeBackend, device: number): Promise<{ backend: NativeLayerBackend; reason: string }> {
+  if (requested === 'cpu') return { backend: 'cpu', reason: "'cpu' requested" };
+  const platforms: GpuPlatform[] = requested === 'auto' ? ['cuda', 'hip'] : [requested];
+  const why: string[] = [];
+  for (const platform of platforms) {
+    const report = await probeGpuBackend(platform);
+    const problem = report.available ? deviceProblem(report, device) : report.reason;
+    if (problem === '') {
+      const dev = report.devices.find((d) => d.index === device)!;
+      const skippedNote = why.length > 0 ? ` (${why.join('; ')})` : '';
+      return {
+        backend: platform,
+        reason: `${requested === 'auto' ? `'auto' chose '${platform}'` : `'${platform}' requested`}: device ${device} ${dev.name} (${dev.arch})${skippedNote}`,
+      };
+    }
+    if (requested !== 'auto') throw new BackendUnavailableError(platform, problem);
+    why.push(`${platform}: ${problem}`);
+  }
+  return { backend: 'cpu', reason: `'auto' chose 'cpu': ${why.join('; ')}` };
+}
+
+/**
+ * Replaces every eligible ErrorCorrectedLinear by a NativeLinear on the chosen backend. The native
+ * layers are all built first. A layer the backend cannot build (bad data, or a scheme a GPU build
+ * does not support) is reported in `skipped` with the reason and stays on the reference path. A GPU
+ * failure that is not about one layer (out of memory, device lost, driver, runtime error) frees every
+ * layer built so far and is thrown as its typed GpuError: the model is left as it was. Throws
+ * (before touching the model) for bad arguments and for a GPU backend that is not available.
  */
 export async function enableNativeInference(model: Module, options: NativeInferenceOptions = {}): Promise<NativeInferenceReport> {
   if (!(model instanceof Module)) throw new ArgumentError('model', 'a Module', model);
   const o = resolveOptions(options);
-  if (o.backend === 'cuda' || o.backend === 'hip') {
-    throw new BackendUnavailableError(o.backend, `the ${o.backend === 'cuda' ? 'CUDA (NVIDIA)' : 'HIP (AMD ROCm)'} backend is not built in this version of svdquant; use backend 'cpu' or 'auto'`);
-  }
-  const reason = o.backend === 'auto' ? "'auto' chose 'cpu': the only backend built in this version" : "'cpu' requested";
+  const { backend, reason } = await chooseBackend(o.backend, o.device);
   const parents = parentCounts(model);
   const skipped: { name: string; reason: string }[] = [];
   const todo: { name: string; source: ErrorCorrectedLinear }[] = [];
@@ -200,11 +256,15 @@ export async function enableNativeInference(model: Module, options: NativeInfere
   const built: { name: string; native: NativeLinear }[] = [];
   try {
     for (const t of todo) {
-      let layer: NativeLowbitLayer;
+      const data = { ...t.source.data(), lowRankBf16: o.lowRankBf16 };
+      let layer: NativeKernelLayer;
       try {
-        layer = await NativeLowbitLayer.create({ ...t.source.data(), lowRankBf16: o.lowRankBf16 });
+        layer = backend === 'cpu' ? await NativeLowbitLayer.create(data) : await GpuLowbitLayer.create(data, { backend, device: o.device });
       } catch (e) {
-        skipped.push({ name: t.name, reason: `the native layer could not be built: ${e instanceof Error ? e.message : String(e)}` });
+        // Failures of the device itself abort the whole conversion (below); the rest are per layer.
+        if (e instanceof GpuError && !(e instanceof GpuUnsupportedError)) throw e;
+        if (e instanceof BackendUnavailableError) throw e;
+        skipped.push({ name: t.name, reason: `the ${backend} layer could not be built: ${e instanceof Error ? e.message : String(e)}` });
         continue;
       }
       built.push({ name: t.name, native: new NativeLinear(t.source, layer, o) });
@@ -217,7 +277,9 @@ export async function enableNativeInference(model: Module, options: NativeInfere
     }
     throw e;
   }
-  return { backend: 'cpu', requested: o.backend, reason, converted: built.map((b) => b.name), skipped };
+  const report: NativeInferenceReport = { backend, requested: o.backend, reason, converted: built.map((b) => b.name), skipped };
+  if (backend !== 'cpu') report.device = o.device;
+  return report;
 }
 
 export interface DisableNativeInferenceReport {

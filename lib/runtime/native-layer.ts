@@ -3,7 +3,7 @@
  * native memory, forward() off the main thread, explicit dispose() (a finalizer is the safety net).
  */
 import { ArgumentError } from '../errors.js';
-import { native, type NativeLowbitHandle } from '../native.js';
+import { native, type NativeLowbitDesc, type NativeLowbitHandle } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { FORMATS, MX_SCALE_RULES, groupsPerRow, paddedK, SCHEMES } from '../formats/schemes.js';
 import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
@@ -39,7 +39,66 @@ function checkVector(t: Tensor | undefined, name: string, shape: readonly number
   return t.data as Float32Array;
 }
 
-export class NativeLowbitLayer {
+/**
+ * Validates a layer's canonical tensors and builds the description the native layers take (the
+ * CPU layer's prepareLowbitLayer and the GPU backends' createLayer). Internal.
+ */
+export function lowbitDesc(data: LowbitLayerData): { desc: NativeLowbitDesc; scheme: SchemeName; n: number; k: number; rank: number } {
+  if (data === null || typeof data !== 'object') throw new ArgumentError('data', 'an object', data);
+  const spec = SCHEMES[data.scheme];
+  if (spec === undefined) throw new ArgumentError('data.scheme', `one of ${Object.keys(SCHEMES).join(', ')}`, data.scheme);
+  const w = data.weight;
+  if (w === null || typeof w !== 'object' || w.format !== spec.weights || w.shape.length !== 2) {
+    throw new ArgumentError('data.weight', `a 2-D ${spec.weights} QuantizedTensor for scheme '${data.scheme}'`, w?.format);
+  }
+  const [n, k] = w.shape;
+  const f = FORMATS[w.format];
+  if (w.codes.dtype !== f.codeDType || w.codes.shape.join() !== [n, paddedK(w.format, k)].join()) {
+    throw new ArgumentError('data.weight.codes', `${f.codeDType} codes of shape [${n}, ${paddedK(w.format, k)}]`, w.codes.toString());
+  }
+  if (w.scales.dtype !== f.scaleDType || w.scales.shape.join() !== [n, groupsPerRow(w.format, k)].join()) {
+    throw new ArgumentError('data.weight.scales', `${f.scaleDType} scales of shape [${n}, ${groupsPerRow(w.format, k)}]`, w.scales.toString());
+  }
+  const rank = data.lDown?.shape[0] ?? 0;
+  if ((data.lDown === undefined) !== (data.lUp === undefined)) throw new ArgumentError('data.lDown/data.lUp', 'both low-rank factors or neither');
+  const rule = data.actScaleRule ?? 'even';
+  if (!MX_SCALE_RULES.includes(rule)) throw new ArgumentError('data.actScaleRule', `one of ${MX_SCALE_RULES.join(', ')}`, rule);
+  const desc = {
+    scheme: SCHEME_CODE[data.scheme], n, k, rank,
+    codes: w.codes.data, scales: w.scales.data, globalScale: w.globalScale,
+    smooth: checkVector(data.smooth, 'data.smooth', [k]),
+    lDown: checkVector(data.lDown, 'data.lDown', [rank, k]),
+    lUp: checkVector(data.lUp, 'data.lUp', [n, rank]),
+    bias: checkVector(data.bias, 'data.bias', [n]),
+    actMxRule: MX_SCALE_RULES.indexOf(rule),
+    lowRankBf16: data.lowRankBf16 === true,
+  };
+  return { desc, scheme: data.scheme, n, k, rank };
+}
+
+/** The backends a native layer runs on. */
+export type NativeLayerBackend = 'cpu' | 'cuda' | 'hip';
+
+/**
+ * What NativeLinear needs of a native layer, whichever backend runs it: NativeLowbitLayer (CPU)
+ * and GpuLowbitLayer (CUDA / HIP) implement it.
+ */
+export interface NativeKernelLayer {
+  readonly backend: NativeLayerBackend;
+  readonly scheme: SchemeName;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly rank: number;
+  /** Kernel-format bytes held in native (host or device) memory; 0 after dispose. */
+  readonly bytes: number;
+  readonly disposed: boolean;
+  /** Y [..., N] = the layer applied to X [..., K] (host tensors), off the main thread. */
+  forward(x: Tensor, options?: { lowRank?: LowRankMode; threads?: number }): Promise<Tensor<'f32'>>;
+  dispose(): void;
+}
+
+export class NativeLowbitLayer implements NativeKernelLayer {
+  readonly backend = 'cpu' as const;
   readonly scheme: SchemeName;
   readonly inFeatures: number;
   readonly outFeatures: number;
@@ -56,37 +115,9 @@ export class NativeLowbitLayer {
 
   /** Validates the canonical tensors and repacks them into the CPU kernel format (off the main thread). */
   static async create(data: LowbitLayerData): Promise<NativeLowbitLayer> {
-    if (data === null || typeof data !== 'object') throw new ArgumentError('data', 'an object', data);
-    const spec = SCHEMES[data.scheme];
-    if (spec === undefined) throw new ArgumentError('data.scheme', `one of ${Object.keys(SCHEMES).join(', ')}`, data.scheme);
-    const w = data.weight;
-    if (w === null || typeof w !== 'object' || w.format !== spec.weights || w.shape.length !== 2) {
-      throw new ArgumentError('data.weight', `a 2-D ${spec.weights} QuantizedTensor for scheme '${data.scheme}'`, w?.format);
-    }
-    const [n, k] = w.shape;
-    const f = FORMATS[w.format];
-    if (w.codes.dtype !== f.codeDType || w.codes.shape.join() !== [n, paddedK(w.format, k)].join()) {
-      throw new ArgumentError('data.weight.codes', `${f.codeDType} codes of shape [${n}, ${paddedK(w.format, k)}]`, w.codes.toString());
-    }
-    if (w.scales.dtype !== f.scaleDType || w.scales.shape.join() !== [n, groupsPerRow(w.format, k)].join()) {
-      throw new ArgumentError('data.weight.scales', `${f.scaleDType} scales of shape [${n}, ${groupsPerRow(w.format, k)}]`, w.scales.toString());
-    }
-    const rank = data.lDown?.shape[0] ?? 0;
-    if ((data.lDown === undefined) !== (data.lUp === undefined)) throw new ArgumentError('data.lDown/data.lUp', 'both low-rank factors or neither');
-    const rule = data.actScaleRule ?? 'even';
-    if (!MX_SCALE_RULES.includes(rule)) throw new ArgumentError('data.actScaleRule', `one of ${MX_SCALE_RULES.join(', ')}`, rule);
-    const desc = {
-      scheme: SCHEME_CODE[data.scheme], n, k, rank,
-      codes: w.codes.data, scales: w.scales.data, globalScale: w.globalScale,
-      smooth: checkVector(data.smooth, 'data.smooth', [k]),
-      lDown: checkVector(data.lDown, 'data.lDown', [rank, k]),
-      lUp: checkVector(data.lUp, 'data.lUp', [n, rank]),
-      bias: checkVector(data.bias, 'data.bias', [n]),
-      actMxRule: MX_SCALE_RULES.indexOf(rule),
-      lowRankBf16: data.lowRankBf16 === true,
-    };
+    const { desc, scheme, n, k, rank } = lowbitDesc(data);
     const handle = await native().prepareLowbitLayer(desc);
-    return new NativeLowbitLayer(data.scheme, k, n, rank, handle);
+    return new NativeLowbitLayer(scheme, k, n, rank, handle);
   }
 
   /** Kernel-format bytes held in native memory (0 after dispose). */

@@ -4,10 +4,12 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "lowbit_desc.h"
 #include "svdquant/lowbit.h"
 
 namespace svdq_addon {
@@ -109,7 +111,26 @@ class PrepareTask : public Napi::AsyncWorker {
   std::unique_ptr<LowbitLayer> layer_;
 };
 
-const float* optional_f32(const Napi::Object& o, const char* key, int64_t count, Napi::Env env) {
+// prepareLowbitLayer(desc) -> Promise<NativeLowbitLayer>. desc: { scheme 0..4, n, k, rank, codes,
+// scales, globalScale, smooth?, lDown?, lUp?, bias?, actMxRule 0..2, lowRankBf16 }
+Napi::Value PrepareLowbitLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_arg(env, "desc", "an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  svdq::LowbitLayerDesc d;
+  svdq::LowbitOptions opt;
+  read_lowbit_desc(env, o, d, opt, nullptr);
+  auto* task = new PrepareTask(env, d, opt, o);
+  Napi::Promise p = task->promise();
+  task->Queue();
+  return p;
+}
+
+}  // namespace
+
+// Reads and checks the canonical layer description shared by prepareLowbitLayer and the GPU
+// backends' createLayer (see lowbit_desc.h).
+static const float* optional_f32(const Napi::Object& o, const char* key, int64_t count, Napi::Env env) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
@@ -120,7 +141,7 @@ const float* optional_f32(const Napi::Object& o, const char* key, int64_t count,
   return reinterpret_cast<const float*>(static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
 }
 
-const void* required_bytes(const Napi::Object& o, const char* key, int64_t bytes, Napi::Env env) {
+static const void* required_bytes(const Napi::Object& o, const char* key, int64_t bytes, Napi::Env env) {
   Napi::Value v = o.Get(key);
   if (!v.IsTypedArray()) throw_arg(env, std::string("desc.") + key, "a typed array");
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
@@ -129,7 +150,7 @@ const void* required_bytes(const Napi::Object& o, const char* key, int64_t bytes
   return static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
 }
 
-int64_t get_field_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi, Napi::Env env) {
+static int64_t get_field_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi, Napi::Env env) {
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw_arg(env, std::string("desc.") + key, "an integer");
   const double d = v.As<Napi::Number>().DoubleValue();
@@ -138,13 +159,8 @@ int64_t get_field_int(const Napi::Object& o, const char* key, int64_t lo, int64_
   return static_cast<int64_t>(d);
 }
 
-// prepareLowbitLayer(desc) -> Promise<NativeLowbitLayer>. desc: { scheme 0..4, n, k, rank, codes,
-// scales, globalScale, smooth?, lDown?, lUp?, bias?, actMxRule 0..2, lowRankBf16 }
-Napi::Value PrepareLowbitLayer(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw_arg(env, "desc", "an object");
-  Napi::Object o = info[0].As<Napi::Object>();
-  svdq::LowbitLayerDesc d;
+void read_lowbit_desc(Napi::Env env, Napi::Object o, svdq::LowbitLayerDesc& d, svdq::LowbitOptions& opt,
+                      std::vector<Napi::Value>* keep) {
   d.scheme = static_cast<svdq::LowbitScheme>(get_field_int(o, "scheme", 0, 4, env));
   d.n = get_field_int(o, "n", 1, int64_t(1) << 24, env);
   d.k = get_field_int(o, "k", 1, int64_t(1) << 24, env);
@@ -184,17 +200,16 @@ Napi::Value PrepareLowbitLayer(const Napi::CallbackInfo& info) {
   d.l_up = optional_f32(o, "lUp", d.n * d.rank, env);
   if (d.rank > 0 && (d.l_down == nullptr || d.l_up == nullptr)) throw_arg(env, "desc.lDown/desc.lUp", "both factors when rank > 0");
   d.bias = optional_f32(o, "bias", d.n, env);
-  svdq::LowbitOptions opt;
   Napi::Value rule = o.Get("actMxRule");
   if (rule.IsNumber()) opt.act_mx_rule = static_cast<svdq::MxScaleRule>(get_field_int(o, "actMxRule", 0, 2, env));
   opt.lowrank_bf16 = o.Get("lowRankBf16").ToBoolean();
-  auto* task = new PrepareTask(env, d, opt, o);
-  Napi::Promise p = task->promise();
-  task->Queue();
-  return p;
+  if (keep != nullptr) {
+    for (const char* key : {"codes", "scales", "smooth", "lDown", "lUp", "bias"}) {
+      Napi::Value v = o.Get(key);
+      if (v.IsTypedArray()) keep->push_back(v);
+    }
+  }
 }
-
-}  // namespace
 
 void register_layers(Napi::Env env, Napi::Object exports) {
   // Per-environment constructor (worker threads each load their own instance of the addon).
