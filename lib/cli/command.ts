@@ -9,6 +9,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Whether stderr is a terminal (progress bars redraw one line); false or absent: plain lines. */
+  readonly stderrIsTTY?: boolean;
 }
 
 export interface CliCommand {
@@ -17,6 +19,8 @@ export interface CliCommand {
   readonly summary: string;
   /** Full help text for `svdquant <name> --help` (ends with a newline). */
   readonly help: string;
+  /** Example command lines shown by `svdquant --help`. */
+  readonly examples?: readonly string[];
   /** Runs the command with the arguments after its name; resolves to the exit code. */
   run(args: readonly string[], io: CliIo): Promise<number>;
 }

@@ -13,11 +13,14 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 function usage(commands: ReadonlyArray<CliCommand>): string {
+  // Each command's examples, in the order of the command list.
+  const examples = commands.flatMap((command) => command.examples ?? []);
   return (
     'Usage: svdquant <command> [options]\n' +
     '       svdquant --help | --version\n\n' +
     'Commands:\n' +
     formatTable(commands.map((command) => [command.name, command.summary]), '  ') +
+    (examples.length > 0 ? '\nExamples:\n' + examples.map((example) => `  ${example}\n`).join('') : '') +
     "\nRun 'svdquant <command> --help' for a command's options.\n"
   );
 }
