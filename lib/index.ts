@@ -45,3 +45,5 @@ export { importQuarkCheckpoint } from './runtime/quark-import.js';
 export type { QuarkImportOptions, QuarkLayer } from './runtime/quark-import.js';
 export { loadLora, applyLora } from './runtime/lora.js';
 export type { Lora, LoraModule, LoraNaming, LoraHandle, LoadLoraOptions, ApplyLoraOptions } from './runtime/lora.js';
+export { tinyDit, tinyDitInputs, TinyDitBlock } from './models/tiny-dit.js';
+export type { TinyDitOptions } from './models/tiny-dit.js';

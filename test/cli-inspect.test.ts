@@ -3,43 +3,17 @@
  * with `tsc -p tsconfig.build.json` first).
  */
 import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { serializeSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
+import { ROOT, assertOneLineError, requireBuiltCli, svdquant as run, type CliResult } from './support/cli.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const svdquant = (...args: string[]): Promise<CliResult> => run(args);
+t.before(requireBuiltCli);
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function svdquant(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** One line on stderr starting with `svdquant: `, nothing on stdout. */
-function assertOneLineError(t: Test, result: Result, code: number, pattern: RegExp): void {
-  t.equal(result.code, code, `exit code ${code}`);
-  t.equal(result.stdout, '', 'nothing on stdout');
-  t.match(result.stderr, /^svdquant: [^\n]*\n$/, 'exactly one line on stderr');
-  t.match(result.stderr, pattern);
-}
-
-t.before(() => {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npx tsc -p tsconfig.build.json' first`);
-});
 
 async function fixture(t: Test): Promise<string> {
   const dir = t.testdir();
@@ -155,7 +129,7 @@ t.test('a missing file or a directory: one line on stderr, exit 1', async (t) =>
 
 t.test('bad usage: one line on stderr, exit 2', async (t) => {
   assertOneLineError(t, await svdquant(), 2, /missing command/);
-  assertOneLineError(t, await svdquant('frobnicate'), 2, /unknown command "frobnicate": expected one of inspect/);
+  assertOneLineError(t, await svdquant('frobnicate'), 2, /unknown command "frobnicate": expected one of demo, quantize, calibrate, inspect, bench, doctor/);
   assertOneLineError(t, await svdquant('--frob'), 2, /unknown option '--frob'/);
   assertOneLineError(t, await svdquant('inspect'), 2, /inspect: expected exactly one FILE\.safetensors argument, got 0/);
   assertOneLineError(t, await svdquant('inspect', 'a', 'b'), 2, /got 2/);
@@ -169,7 +143,9 @@ t.test('help and version', async (t) => {
     t.equal(result.code, 0, flag);
     t.equal(result.stderr, '');
     t.match(result.stdout, /^Usage: svdquant <command> \[options\]\n/);
-    t.match(result.stdout, /\n {2}inspect +list the tensors and metadata of a \.safetensors file\n/);
+    t.match(result.stdout, /\n {2}inspect +list the tensors and metadata of a \.safetensors file/);
+    for (const name of ['demo', 'quantize', 'calibrate', 'bench', 'doctor']) t.match(result.stdout, new RegExp(`\\n {2}${name} +\\w`), `lists ${name}`);
+    t.match(result.stdout, /\nExamples:\n {2}svdquant demo\n/, 'examples, the demo first');
   }
   const inspectHelp = await svdquant('inspect', '--help');
   t.equal(inspectHelp.code, 0);

@@ -1,6 +1,11 @@
 /** The table of CLI subcommands. To add one, write lib/cli/commands/<name>.ts and list it here. */
 
 import type { CliCommand } from '../command.js';
+import { benchCommand } from './bench.js';
+import { calibrateCommand } from './calibrate.js';
+import { demoCommand } from './demo.js';
+import { doctorCommand } from './doctor.js';
 import { inspectCommand } from './inspect.js';
+import { quantizeCommand } from './quantize.js';
 
-export const COMMANDS: ReadonlyArray<CliCommand> = [inspectCommand];
+export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand];

@@ -1,0 +1,132 @@
+/**
+ * The grid search of `svdquant calibrate`: scheme × residual method (RTN / GPTQ) × number of
+ * calibration tokens × α search (off / on). Every cell quantizes every chosen layer from the first
+ * `samples` calibration tokens of the layer's training split and scores it by the module's output
+ * error ‖Y_q − Y‖/‖Y‖ on the held-out tokens (the deployed layer, native kernels: what a server
+ * would run). Cells are ranked by the mean error over layers (ties: faster first).
+ */
+import { LayerStatsCollector } from '../quant/calibration.js';
+import type { SVDQuantConfigInput } from '../quant/config.js';
+import { deployedError, quantizeLinear } from '../quant/quantize-layer.js';
+import { matmulNT } from '../quant/ops.js';
+import type { SchemeName } from '../formats/schemes.js';
+import { Tensor } from '../tensor.js';
+import type { CalibratedLayer } from './demo-files.js';
+
+export type ResidualMethod = 'rtn' | 'gptq';
+
+export interface CalibrateGrid {
+  schemes: SchemeName[];
+  residuals: ResidualMethod[];
+  /** Calibration tokens per layer; 0 means all tokens of the training split. */
+  samples: number[];
+  alphaSearch: boolean[];
+}
+
+export interface CalibrateOptions {
+  grid: CalibrateGrid;
+  rank: number;
+  /** Fraction of each layer's tokens held out for scoring (the last ones). */
+  holdout: number;
+  seed: number;
+  threads: number;
+}
+
+export interface CellResult {
+  /** 1 = best. */
+  position: number;
+  scheme: SchemeName;
+  residual: ResidualMethod;
+  /** Calibration tokens asked for (0: all) and used (the smallest over layers). */
+  samples: number;
+  samplesUsed: number;
+  alphaSearch: boolean;
+  meanError: number;
+  maxError: number;
+  layers: Array<{ name: string; error: number; alpha: number | null }>;
+  seconds: number;
+}
+
+export interface CalibrateHooks {
+  cell(index: number, total: number, label: string, done: boolean): void;
+  detail(text: string): void;
+}
+
+export function cellLabel(c: Pick<CellResult, 'scheme' | 'residual' | 'samples' | 'alphaSearch'>): string {
+  return `${c.scheme} ${c.residual} samples=${c.samples === 0 ? 'all' : c.samples} alpha-search=${c.alphaSearch ? 'on' : 'off'}`;
+}
+
+interface PreparedLayer {
+  layer: CalibratedLayer;
+  train: Float32Array;
+  trainTokens: number;
+  held: Tensor<'f32'>;
+  heldTokens: number;
+  yHeld: Float32Array;
+}
+
+async function prepare(layers: readonly CalibratedLayer[], holdout: number, threads: number): Promise<PreparedLayer[]> {
+  const out: PreparedLayer[] = [];
+  for (const layer of layers) {
+    const k = layer.weight.shape[1];
+    const n = layer.weight.shape[0];
+    const total = layer.inputs.shape[0];
+    const heldTokens = Math.max(1, Math.round(total * holdout));
+    const trainTokens = total - heldTokens;
+    if (trainTokens < 1) throw new Error(`layer '${layer.name}' has ${total} calibration tokens: at least 2 are needed (one to calibrate, one to score)`);
+    const data = layer.inputs.data;
+    const train = data.subarray(0, trainTokens * k);
+    const heldData = data.slice(trainTokens * k, total * k);
+    const yHeld = await matmulNT(heldData, heldTokens, k, layer.weight.data, n, layer.bias?.data, threads);
+    out.push({ layer, train, trainTokens, held: Tensor.fromStorage(heldData, [heldTokens, k], 'f32'), heldTokens, yHeld });
+  }
+  return out;
+}
+
+/** Runs every cell of the grid; returns the cells ranked (best first). */
+export async function runCalibrationGrid(layers: readonly CalibratedLayer[], o: CalibrateOptions, hooks: CalibrateHooks): Promise<CellResult[]> {
+  const prepared = await prepare(layers, o.holdout, o.threads);
+  const cells: Array<Omit<CellResult, 'position' | 'meanError' | 'maxError' | 'layers' | 'seconds' | 'samplesUsed'>> = [];
+  for (const scheme of o.grid.schemes) {
+    for (const residual of o.grid.residuals) {
+      for (const samples of o.grid.samples) {
+        for (const alphaSearch of o.grid.alphaSearch) cells.push({ scheme, residual, samples, alphaSearch });
+      }
+    }
+  }
+  const results: Omit<CellResult, 'position'>[] = [];
+  for (const [i, cell] of cells.entries()) {
+    const t0 = performance.now();
+    hooks.cell(i, cells.length, cellLabel(cell), false);
+    const perLayer: CellResult['layers'] = [];
+    let samplesUsed = Number.POSITIVE_INFINITY;
+    for (const p of prepared) {
+      const k = p.layer.weight.shape[1];
+      const tokens = cell.samples === 0 ? p.trainTokens : Math.min(cell.samples, p.trainTokens);
+      samplesUsed = Math.min(samplesUsed, tokens);
+      const config: SVDQuantConfigInput = {
+        scheme: cell.scheme, rank: o.rank, gptq: cell.residual === 'gptq', searchAlpha: cell.alphaSearch,
+        alphaSearchMaxSamples: tokens, seed: o.seed, threads: o.threads,
+      };
+      const stats = new LayerStatsCollector(k, { hessian: cell.residual === 'gptq', maxSamples: tokens, seed: o.seed, name: p.layer.name, threads: o.threads });
+      await stats.observeAsync(Tensor.fromStorage(p.train.subarray(0, tokens * k), [tokens, k], 'f32'));
+      await stats.flush();
+      const r = await quantizeLinear(p.layer.weight, p.layer.bias, stats, config, p.layer.name);
+      const error = await deployedError(r.layer, p.held.data, p.heldTokens, p.yHeld, o.threads);
+      perLayer.push({ name: p.layer.name, error, alpha: r.report.alpha });
+      hooks.detail(`${cellLabel(cell)}: ${p.layer.name} held-out error ${error.toFixed(5)}${r.report.alpha !== null ? ` (alpha ${r.report.alpha})` : ''}`);
+    }
+    const errors = perLayer.map((l) => l.error);
+    results.push({
+      ...cell, samplesUsed: Number.isFinite(samplesUsed) ? samplesUsed : 0,
+      meanError: errors.reduce((a, b) => a + b, 0) / Math.max(1, errors.length),
+      maxError: errors.reduce((a, b) => Math.max(a, b), 0),
+      layers: perLayer, seconds: (performance.now() - t0) / 1000,
+    });
+    hooks.cell(i + 1, cells.length, cellLabel(cell), true);
+  }
+  // NaN errors (a layer whose held-out output is all zero) sort last.
+  const key = (v: number): number => (Number.isNaN(v) ? Number.POSITIVE_INFINITY : v);
+  results.sort((a, b) => key(a.meanError) - key(b.meanError) || a.seconds - b.seconds);
+  return results.map((r, i) => ({ position: i + 1, ...r }));
+}
