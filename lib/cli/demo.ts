@@ -84,6 +84,22 @@ async function timeMs(reps: number, fn: () => Promise<unknown>): Promise<number>
   return median(times);
 }
 
+/** Medians of `a` and `b` run alternately (after one warm-up each). */
+async function timePair(reps: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<[number, number]> {
+  await a();
+  await b();
+  const ta: number[] = [], tb: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    let t0 = performance.now();
+    await a();
+    ta.push(performance.now() - t0);
+    t0 = performance.now();
+    await b();
+    tb.push(performance.now() - t0);
+  }
+  return [median(ta), median(tb)];
+}
+
 function psnr(y: Float32Array, ref: Float32Array): number {
   let peak = 0, se = 0;
   for (let i = 0; i < ref.length; i++) {
@@ -167,11 +183,15 @@ export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoRep
           if (!(nat instanceof NativeLinear)) continue;
           const input = layerInputs.get(name)!;
           weightBytes += nat.layer.bytes;
-          linearMs += await timeMs(o.reps, () => nat.layer.forward(input, { lowRank: 'fused', threads: o.threads }));
           const { lDown: _d, lUp: _u, ...rank0Data } = nat.source.data();
           const rank0 = await NativeLowbitLayer.create(rank0Data);
           try {
-            rank0Ms += await timeMs(o.reps, () => rank0.forward(input, { threads: o.threads }));
+            // Alternating runs, so that both see the same machine state (the overhead is a few %).
+            const [withBranch, without] = await timePair(o.reps,
+              () => nat.layer.forward(input, { lowRank: 'fused', threads: o.threads }),
+              () => rank0.forward(input, { threads: o.threads }));
+            linearMs += withBranch;
+            rank0Ms += without;
           } finally {
             rank0.dispose();
           }
