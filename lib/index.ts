@@ -31,6 +31,8 @@ export { gpuBackends, probeGpuBackend, gpuLibraryPath, GPU_PLATFORMS } from './r
 export type { GpuPlatform, GpuBackendReport, GpuBackendsReport, GpuDeviceInfo, GpuMatrixPath } from './runtime/gpu-backend.js';
 export * from './graph/index.js';
 export * from './quant/index.js';
+// Both formats/ and quant/ define quantize; the public one takes a model or a tensor (quant/quantize.ts).
+export { quantize } from './quant/index.js';
 export {
   enableNativeInference, disableNativeInference, NativeLinear, NATIVE_BACKENDS,
 } from './runtime/native-inference.js';

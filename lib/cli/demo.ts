@@ -40,7 +40,7 @@ export interface DemoRow {
   /** Median ms of one model forward (native path; fp32: the fp32 model on the native fp32 GEMM). */
   modelMs: number;
   speedupModel: number;
-  /** Median ms of the quantized linear layers alone (sum over layers), and the speed-up over fp32. */
+  /** Best ms of the quantized linear layers alone (all layers in sequence), and the speed-up over fp32. */
   linearMs: number;
   speedupLinear: number;
   /** (linear ms at rank r − at rank 0) / at rank 0, fused branch. */
@@ -84,20 +84,35 @@ async function timeMs(reps: number, fn: () => Promise<unknown>): Promise<number>
   return median(times);
 }
 
-/** Medians of `a` and `b` run alternately (after one warm-up each). */
+async function runAll(runs: ReadonlyArray<() => Promise<unknown>>): Promise<void> {
+  for (const run of runs) await run();
+}
+
+/**
+ * Best times of `a` and `b` run alternately in ABBA order (after two warm-ups each): the minimum,
+ * not the median, because the difference sought is smaller than the scheduling noise of a run.
+ */
 async function timePair(reps: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<[number, number]> {
-  await a();
-  await b();
-  const ta: number[] = [], tb: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    let t0 = performance.now();
+  for (let i = 0; i < 2; i++) {
     await a();
-    ta.push(performance.now() - t0);
-    t0 = performance.now();
     await b();
-    tb.push(performance.now() - t0);
   }
-  return [median(ta), median(tb)];
+  const ta: number[] = [], tb: number[] = [];
+  const once = async (fn: () => Promise<unknown>, into: number[]): Promise<void> => {
+    const t0 = performance.now();
+    await fn();
+    into.push(performance.now() - t0);
+  };
+  for (let i = 0; i < reps; i++) {
+    if (i % 2 === 0) {
+      await once(a, ta);
+      await once(b, tb);
+    } else {
+      await once(b, tb);
+      await once(a, ta);
+    }
+  }
+  return [Math.min(...ta), Math.min(...tb)];
 }
 
 function psnr(y: Float32Array, ref: Float32Array): number {
@@ -143,8 +158,8 @@ export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoRep
   const fp32ModelMs = await timeMs(o.reps, () => model.call(x));
   const layerInputs = new Map<string, Tensor<'f32'>>();
   originals.forEach(([name, l], i) => layerInputs.set(name, inputFor(l.inFeatures, o.tokens, 2000 + i)));
-  let fp32LinearMs = 0;
-  for (const [name, l] of originals) fp32LinearMs += await timeMs(o.reps, () => l.forward(layerInputs.get(name)!));
+  const fp32Runs = originals.map(([name, l]) => () => l.forward(layerInputs.get(name)!));
+  const [fp32LinearMs] = await timePair(Math.max(o.reps, 9), () => runAll(fp32Runs), () => Promise.resolve());
   const fp32Bytes = originals.reduce((s, [, l]) => s + 4 * (l.inFeatures * l.outFeatures + l.outFeatures), 0);
   const bf16Bytes = fp32Bytes / 2;
   const fp32Seconds = since(t);
@@ -175,26 +190,30 @@ export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoRep
       if (enabled.skipped.length > 0) hooks.info(`${scheme}: not native: ${enabled.skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}`);
       let yNat: Float32Array;
       let modelMs: number, linearMs = 0, rank0Ms = 0, weightBytes = 0;
+      const rank0Runs: Array<() => Promise<unknown>> = [];
       try {
         yNat = (await model.call(x)).data as Float32Array;
         modelMs = await timeMs(o.reps, () => model.call(x));
-        for (const [name] of originals) {
-          const nat = model.getSubmodule(name);
-          if (!(nat instanceof NativeLinear)) continue;
-          const input = layerInputs.get(name)!;
-          weightBytes += nat.layer.bytes;
-          const { lDown: _d, lUp: _u, ...rank0Data } = nat.source.data();
-          const rank0 = await NativeLowbitLayer.create(rank0Data);
-          try {
-            // Alternating runs, so that both see the same machine state (the overhead is a few %).
-            const [withBranch, without] = await timePair(o.reps,
-              () => nat.layer.forward(input, { lowRank: 'fused', threads: o.threads }),
-              () => rank0.forward(input, { threads: o.threads }));
-            linearMs += withBranch;
-            rank0Ms += without;
-          } finally {
-            rank0.dispose();
+        // The linear layers alone, with the branch and at rank 0 (the same layers without L_down /
+        // L_up), each set timed as a whole and the two alternated (ABBA), so that both see the same
+        // machine state: the overhead is a few % of a few ms and the noisiest figure.
+        const withBranch: Array<() => Promise<unknown>> = [];
+        const rank0Layers: NativeLowbitLayer[] = [];
+        try {
+          for (const [name] of originals) {
+            const nat = model.getSubmodule(name);
+            if (!(nat instanceof NativeLinear)) continue;
+            const input = layerInputs.get(name)!;
+            weightBytes += nat.layer.bytes;
+            withBranch.push(() => nat.layer.forward(input, { lowRank: 'fused', threads: o.threads }));
+            const { lDown: _d, lUp: _u, ...rank0Data } = nat.source.data();
+            const rank0 = await NativeLowbitLayer.create(rank0Data);
+            rank0Layers.push(rank0);
+            rank0Runs.push(() => rank0.forward(input, { threads: o.threads }));
           }
+          [linearMs, rank0Ms] = await timePair(Math.max(o.reps, 9), () => runAll(withBranch), () => runAll(rank0Runs));
+        } finally {
+          for (const l of rank0Layers) l.dispose();
         }
       } finally {
         disableNativeInference(model);

@@ -13,6 +13,7 @@ export { syntheticLayer, SeededRandom } from './synthetic.js';
 export type { SyntheticLayer, SyntheticLayerOptions } from './synthetic.js';
 export { qualityStudy, methodError, QUALITY_METHODS } from './quality.js';
 export type { QualityCell, QualityMethod, QualityOptions } from './quality.js';
-// Exported as quantizeModel: `quantize` is the formats API's tensor quantizer (lib/formats).
 export { quantizeModel, parentCounts } from './quantize-model.js';
+// quantize(model, config, calibration) or quantize(tensor, format): one name for both.
+export { quantize, quantizeTensor } from './quantize.js';
 export type { QuantizeReport, QuantizeModelOptions, SkippedLayer, CalibrationData } from './quantize-model.js';

@@ -67,9 +67,8 @@ function isIterable(v: unknown): v is Iterable<unknown> | AsyncIterable<unknown>
 }
 
 /**
- * Quantizes the model's eligible Linear layers in place; see the file comment. Public name
- * `quantizeModel` (lib/index.ts): `quantize` is the formats API's tensor quantizer. `quantize` is
- * kept here as an alias for importers of this module.
+ * Quantizes the model's eligible Linear layers in place; see the file comment. Also reachable as
+ * quantize(model, ...) (lib/quant/quantize.ts).
  */
 export async function quantizeModel(model: Module, config: SVDQuantConfigInput | SVDQuantConfig = {}, calibration: CalibrationData = [],
   options: QuantizeModelOptions = {}): Promise<QuantizeReport> {
@@ -157,6 +156,3 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
   }
   return { layers: results.map((r) => r.report), skipped, calibrationBatches: batches, seconds: (performance.now() - t0) / 1000 };
 }
-
-/** Alias of quantizeModel (the name the issue uses; not re-exported from lib/index.ts, see above). */
-export const quantize = quantizeModel;

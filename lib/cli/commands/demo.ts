@@ -27,7 +27,7 @@ Options:
   --heads N        attention heads (default 12)
   --seed N         seed of the model's weights (default 42)
   --threads N      native threads (default 0: the physical cores)
-  --reps N         timed runs per measurement, median reported (default 5)
+  --reps N         timed runs of the model, median reported (default 5; the layers: at least 9, best)
   --export DIR     instead of the benchmark, write the built-in model and its calibration inputs as
                    DIR/model.safetensors and DIR/calib.safetensors (inputs of 'svdquant quantize')
   --json           print the report as JSON on stdout instead of the table
@@ -47,14 +47,15 @@ export function formatDemo(r: DemoReport): string {
   let out = `svdquant demo: built-in model, ${m.blocks} blocks x (attention + MLP), dim ${m.dim}, MLP ${m.dim * m.mlpRatio}, ` +
     `${m.linearLayers} linear layers, ${(m.parameters / 1e6).toFixed(1)} M parameters\n`;
   out += `${r.tokens} tokens, calibration ${r.calibTokens} tokens, rank ${r.rank}, CPU ${cpuIsa().active}, ` +
-    `threads ${r.threads === 0 ? 'physical cores' : r.threads}, median of ${r.reps} runs\n\n`;
+    `threads ${r.threads === 0 ? 'physical cores' : r.threads}, model: median of ${r.reps} runs, linears: best of ${Math.max(r.reps, 9)}\n\n`;
   const rows: string[][] = [['scheme', 'rel.err ref', 'rel.err native', 'PSNR', 'model', 'vs fp32', 'linears', 'vs fp32', 'low-rank', 'weights', 'vs bf16']];
   for (const row of r.rows) rows.push(formatRow(row));
   out += formatTable(rows);
   out += '\nrel.err: ||Y - Y_fp32|| / ||Y_fp32|| of the model output; PSNR = 20 log10(max|Y_fp32| / RMSE) (native).\n';
-  out += 'model / linears: median ms of one forward of the whole model / of its linear layers alone (native path,\n';
-  out += 'fused low-rank branch); low-rank: time the branch adds over the same layers at rank 0; weights: bytes of\n';
-  out += 'the linear layers (kernel format, low-rank branch included) and their ratio to bf16.\n';
+  out += 'model: median ms of one forward of the whole model (native path, fused low-rank branch); linears: best ms\n';
+  out += 'of its linear layers alone, run in sequence; low-rank: time the branch adds over the same layers at rank 0\n';
+  out += '(best of runs alternated with them); weights: bytes of the linear layers (kernel format, low-rank branch\n';
+  out += 'included) and their ratio to bf16.\n';
   const s = r.seconds;
   out += `\ntime: ${s.total.toFixed(1)} s in all: building the model ${s.buildModel.toFixed(1)} s, fp32 runs ${s.fp32.toFixed(1)} s, ` +
     `calibration + quantization ${s.quantize.toFixed(1)} s, reference path ${s.reference.toFixed(1)} s, native runs ${s.native.toFixed(1)} s\n`;
