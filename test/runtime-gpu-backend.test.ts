@@ -16,6 +16,7 @@ import {
 } from '../lib/index.js';
 import { input, bitsEqual, snapshot } from './support/model-fixture.js';
 import { quantizedModel as quantized, termBound } from './support/error-bound.js';
+import { checkConcurrentForwards } from './support/concurrency.js';
 import { buildFakeGpuBackend, buildLibraryWithoutSymbol, withEnv } from './support/fake-gpu.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'svdq-fake-gpu-'));
@@ -314,19 +315,7 @@ t.test('DeviceTensor: round trip, forward on device buffers, dispose', async (t)
 t.test('64 concurrent forwards equal sequential ones; disable while in flight', async (t) => {
   const model = await quantized('w4a4');
   await enableNativeInference(model, { backend: 'cuda' });
-  const inputs = Array.from({ length: 64 }, (_, i) => input(1000 + i, 1 + (i % 7)));
-  const sequential: ArrayBufferView[] = [];
-  for (const x of inputs) sequential.push((await model.call(x)).data);
-  const concurrent = await Promise.all(inputs.map((x) => model.call(x)));
-  let same = 0;
-  for (let i = 0; i < 64; i++) if (bitsEqual(concurrent[i].data, sequential[i])) same++;
-  t.equal(same, 64);
-  const natives = [...model.namedModules()].map(([, m]) => m).filter((m): m is NativeLinear => m instanceof NativeLinear);
-  const inflight = Promise.all(inputs.slice(0, 8).map((x) => model.call(x)));
-  disableNativeInference(model);
-  const done = await inflight;
-  t.equal(done.length, 8);
-  for (const n of natives) t.ok(n.disposed, 'device memory freed');
+  const natives = await checkConcurrentForwards(t, model, 'device memory freed');
   t.equal(await usedBytes(), 0);
   // A disposed GPU layer refuses new forwards with a typed error.
   await t.rejects(natives[0].layer.forward(input()), { name: 'ArgumentError', argument: 'this' });

@@ -8,6 +8,7 @@ import {
 } from '../lib/index.js';
 import { buildModel, calibration, input, bitsEqual, snapshot } from './support/model-fixture.js';
 import { quantizedModel as quantized, termBound } from './support/error-bound.js';
+import { checkConcurrentForwards } from './support/concurrency.js';
 
 // This file tests the CPU backend: point the GPU backends at libraries that do not exist, so that
 // 'auto' means 'cpu' on every machine (test/runtime-gpu-backend.test.ts tests the GPU paths).
@@ -133,20 +134,7 @@ for (const scheme of ['w4a4', 'mxfp4', 'nvfp4', 'w8a8', 'w4a16'] as const) {
 t.test('64 concurrent forwards equal sequential ones on a quantized + native model', async (t) => {
   const model = await quantized('w4a4');
   await enableNativeInference(model, { backend: 'cpu' });
-  const inputs = Array.from({ length: 64 }, (_, i) => input(1000 + i, 1 + (i % 7)));
-  const sequential: ArrayBufferView[] = [];
-  for (const x of inputs) sequential.push((await model.call(x)).data);
-  const concurrent = await Promise.all(inputs.map((x) => model.call(x)));
-  let same = 0;
-  for (let i = 0; i < 64; i++) if (bitsEqual(concurrent[i].data, sequential[i])) same++;
-  t.equal(same, 64);
-  // Disabling while forwards are in flight: the in-flight ones finish, the memory is freed after.
-  const natives = [...model.namedModules()].map(([, m]) => m).filter((m): m is NativeLinear => m instanceof NativeLinear);
-  const inflight = Promise.all(inputs.slice(0, 8).map((x) => model.call(x)));
-  disableNativeInference(model);
-  const done = await inflight;
-  t.equal(done.length, 8);
-  for (const n of natives) t.ok(n.disposed, 'native memory freed');
+  await checkConcurrentForwards(t, model, 'native memory freed');
 });
 
 t.test('backend and argument errors', async (t) => {

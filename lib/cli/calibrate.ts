@@ -5,6 +5,7 @@
  * error ‖Y_q − Y‖/‖Y‖ on the held-out tokens (the deployed layer, native kernels: what a server
  * would run). Cells are ranked by the mean error over layers (ties: faster first).
  */
+import { ArgumentError } from '../errors.js';
 import { LayerStatsCollector } from '../quant/calibration.js';
 import type { SVDQuantConfigInput } from '../quant/config.js';
 import { deployedError, quantizeLinear } from '../quant/quantize-layer.js';
@@ -73,7 +74,7 @@ async function prepare(layers: readonly CalibratedLayer[], holdout: number, thre
     const total = layer.inputs.shape[0];
     const heldTokens = Math.max(1, Math.round(total * holdout));
     const trainTokens = total - heldTokens;
-    if (trainTokens < 1) throw new Error(`layer '${layer.name}' has ${total} calibration tokens: at least 2 are needed (one to calibrate, one to score)`);
+    if (trainTokens < 1) throw new ArgumentError('layers', `calibration inputs with at least 2 tokens per layer (one to calibrate, one to score); layer '${layer.name}' has ${total}`);
     const data = layer.inputs.data;
     const train = data.subarray(0, trainTokens * k);
     const heldData = data.slice(trainTokens * k, total * k);

@@ -11,7 +11,7 @@ import type { Module } from '../graph/module.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import type { SafetensorsTensorInput } from '../io/safetensors-encode.js';
 import { tensorToSafetensors } from '../io/tensor-bridge.js';
-import { tinyDit, tinyDitInputs, resolveTinyDitOptions, type TinyDitOptions } from '../models/tiny-dit.js';
+import { tinyDit, tinyDitCalibration, resolveTinyDitOptions, type TinyDitOptions } from '../models/tiny-dit.js';
 import { Tensor } from '../tensor.js';
 
 /** One linear layer with its calibration inputs. */
@@ -34,11 +34,7 @@ export async function recordLinearInputs(model: Module, dim: number, tokens: num
     parts.set(name, list);
   }));
   try {
-    for (let done = 0, b = 0; done < tokens; b++) {
-      const n = Math.min(256, tokens - done);
-      await model.call(tinyDitInputs(n, dim, 1 + b));
-      done += n;
-    }
+    for (const batch of tinyDitCalibration(tokens, dim)) await model.call(batch);
   } finally {
     for (const h of handles) h.remove();
   }

@@ -8,7 +8,7 @@
  */
 import { Module } from '../graph/module.js';
 import { Linear } from '../graph/layers.js';
-import { tinyDit, tinyDitInputs, resolveTinyDitOptions, type TinyDitOptions } from '../models/tiny-dit.js';
+import { tinyDit, tinyDitCalibration, tinyDitInputs, resolveTinyDitOptions, type TinyDitOptions } from '../models/tiny-dit.js';
 import { quantizeModel } from '../quant/quantize-model.js';
 import { ErrorCorrectedLinear } from '../quant/error-corrected-linear.js';
 import { relativeError } from '../quant/ops.js';
@@ -129,10 +129,6 @@ function linearLayers(model: Module): Array<[string, Linear]> {
   return [...model.namedModules()].filter((e): e is [string, Linear] => e[1] instanceof Linear);
 }
 
-function inputFor(k: number, tokens: number, seed: number): Tensor<'f32'> {
-  return tinyDitInputs(tokens, k, seed);
-}
-
 export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoReport> {
   const t0 = performance.now();
   const since = (t: number): number => (performance.now() - t) / 1000;
@@ -144,12 +140,7 @@ export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoRep
   const parameters = originals.reduce((s, [, l]) => s + l.inFeatures * l.outFeatures + l.outFeatures, 0);
   const buildModel = since(t);
   const x = tinyDitInputs(o.tokens, modelOptions.dim, 1000);
-  const calibration: Tensor[][] = [];
-  for (let done = 0, b = 0; done < o.calibTokens; b++) {
-    const n = Math.min(256, o.calibTokens - done);
-    calibration.push([tinyDitInputs(n, modelOptions.dim, 1 + b)]);
-    done += n;
-  }
+  const calibration = tinyDitCalibration(o.calibTokens, modelOptions.dim).map((batch) => [batch]);
 
   // fp32: the model on the native fp32 GEMM, and its linear layers alone.
   t = performance.now();
@@ -157,7 +148,7 @@ export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoRep
   const yFp32 = (await model.call(x)).data as Float32Array;
   const fp32ModelMs = await timeMs(o.reps, () => model.call(x));
   const layerInputs = new Map<string, Tensor<'f32'>>();
-  originals.forEach(([name, l], i) => layerInputs.set(name, inputFor(l.inFeatures, o.tokens, 2000 + i)));
+  originals.forEach(([name, l], i) => layerInputs.set(name, tinyDitInputs(o.tokens, l.inFeatures, 2000 + i)));
   const fp32Runs = originals.map(([name, l]) => () => l.forward(layerInputs.get(name)!));
   const [fp32LinearMs] = await timePair(Math.max(o.reps, 9), () => runAll(fp32Runs), () => Promise.resolve());
   const fp32Bytes = originals.reduce((s, [, l]) => s + 4 * (l.inFeatures * l.outFeatures + l.outFeatures), 0);

@@ -132,3 +132,15 @@ export function tinyDitInputs(tokens: number, dim: number, seed: number): Tensor
   for (let i = 0; i < x.length; i++) x[i] = rng.normal() * scale[i % dim];
   return Tensor.fromStorage(x, [tokens, dim], 'f32');
 }
+
+/** Calibration batches for the built-in model: `tokens` tokens in batches of at most 256 (seeds 1, 2, ...). */
+export function tinyDitCalibration(tokens: number, dim: number): Tensor<'f32'>[] {
+  positiveInt(tokens, 'tokens', 1 << 24);
+  const batches: Tensor<'f32'>[] = [];
+  for (let done = 0, b = 0; done < tokens; b++) {
+    const n = Math.min(256, tokens - done);
+    batches.push(tinyDitInputs(n, dim, 1 + b));
+    done += n;
+  }
+  return batches;
+}
