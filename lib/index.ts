@@ -9,7 +9,7 @@ export {
 } from './errors.js';
 export type { SvdquantErrorCode, GpuErrorCode } from './errors.js';
 export { cpuIsa } from './native.js';
-export type { IsaName, NativeIsaInfo } from './native.js';
+export type { IsaName, NativeIsaInfo, NativeSchedInfo } from './native.js';
 export * from './formats/index.js';
 export {
   openSafetensors, parseSafetensors, serializeSafetensors, writeSafetensors,

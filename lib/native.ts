@@ -24,9 +24,23 @@ export interface NativeIsaInfo {
 type CodesArray = Uint8Array | Int8Array;
 type ScalesArray = Float32Array | Uint8Array;
 
+/** The compute threads' scheduler hint: the slice they ask for and what the kernel grants. */
+export interface NativeSchedInfo {
+  /** The slice asked for in ms (0: the hint is off). */
+  sliceMs: number;
+  /** 'default' or 'SVDQUANT_SCHED_SLICE_MS=…'. */
+  source: string;
+  /** Non-empty for an invalid SVDQUANT_SCHED_SLICE_MS (the addon then refuses to load). */
+  error: string;
+  /** The slice a compute thread gets, in ms, as the kernel reports it; 0: no custom slices (Linux before 6.12); -1: not Linux. */
+  threadSliceMs: number;
+}
+
 /** A native SVDQuant layer in kernel format (native/addon/layer_binding.cpp). */
 export interface NativeLowbitHandle {
   forward(x: Float32Array, m: number, y: Float32Array, mode: number, threads: number): Promise<void>;
+  /** y null: the worker allocates the output (native memory) and resolves to it. */
+  forward(x: Float32Array, m: number, y: null, mode: number, threads: number): Promise<Float32Array>;
   dispose(): void;
   readonly bytes: number;
   readonly disposed: boolean;
@@ -137,6 +151,8 @@ export interface NativeAddon {
   benchGemmF32(m: number, k: number, n: number, threads: number, warmup: number, reps: number, out: Float64Array): Promise<void>;
   /** Physical cores of this machine: the default thread count of the engine's pool. */
   physicalCores(): number;
+  /** The compute threads' scheduler hint (native/include/svdquant/compute_slice.h). */
+  schedInfo(): NativeSchedInfo;
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;
@@ -168,6 +184,12 @@ export interface NativeAddon {
   // The output argument is a caller's Float32Array (resolves to undefined) or null: the worker then
   // allocates the output in native memory and resolves to a new Float32Array (no zero-filling or
   // freeing of large buffers on the JavaScript thread).
+  /**
+   * Frees now the storage of a Float32Array that a native op allocated (one covering its whole
+   * buffer): the buffer is detached, every view of it becomes empty. Any other array is left as it
+   * is (false). Used by lib/graph/release.ts.
+   */
+  releaseF32(a: Float32Array): boolean;
   /** y[r, :] = LayerNorm of x[r, :] over `dim` (biased variance), times gamma plus beta (null: 1 and 0). */
   layerNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, beta: Float32Array | null,
     eps: number, y: Float32Array, threads: number): Promise<void>;
@@ -212,7 +234,7 @@ let cached: NativeAddon | undefined;
 /**
  * The addon, loaded on first use: the file named by SVDQUANT_ADDON if set (for example the CMake
  * build, build-cmake/Release/svdquant.node), else node-gyp-build's search from the package root.
- * Throws NativeError if it cannot be loaded or SVDQUANT_ISA is invalid.
+ * Throws NativeError if it cannot be loaded or SVDQUANT_ISA or SVDQUANT_SCHED_SLICE_MS is invalid.
  */
 export function native(): NativeAddon {
   if (cached !== undefined) return cached;
@@ -227,6 +249,8 @@ export function native(): NativeAddon {
   }
   const isa = addon.isaInfo();
   if (isa.error !== '') throw new NativeError(isa.error);
+  const sched = addon.schedInfo();
+  if (sched.error !== '') throw new NativeError(sched.error);
   cached = addon;
   return addon;
 }

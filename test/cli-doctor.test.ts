@@ -24,7 +24,7 @@ const NONE = { SVDQUANT_CUDA_LIB: join(dir, 'none', 'libsvdquant_cuda.so'), SVDQ
 
 interface DoctorJson {
   version: string;
-  cpu: { threads: number; logicalCores: number; isa: { active: string; detected: string } };
+  cpu: { threads: number; logicalCores: number; isa: { active: string; detected: string }; sched: { sliceMs: number; source: string; error: string; threadSliceMs: number } };
   gpu: Record<'cuda' | 'hip', { available: boolean; reason: string; path: string; source: string; builtArchs: string[]; devices: { index: number; name: string; arch: string; totalMemory: number }[] }>;
 }
 
@@ -33,7 +33,7 @@ t.test('no GPU: a report with the reasons, exit 0', async (t) => {
   t.equal(r.code, 0);
   t.equal(r.stderr, '');
   t.match(r.stdout, /^svdquant \d+\.\d+\.\d+ \(node v/);
-  t.match(r.stdout, /\ncpu: available\n {2}model: .*\n {2}isa: +(portable|avx2|avx512) \(detected: (portable|avx2|avx512); chosen by: .*\)\n {2}threads: +\d+ \(physical cores; \d+ logical\)\n/);
+  t.match(r.stdout, /\ncpu: available\n {2}model: .*\n {2}isa: +(portable|avx2|avx512) \(detected: (portable|avx2|avx512); chosen by: .*\)\n {2}threads: +\d+ \(physical cores; \d+ logical\)\n {2}scheduler: +(no hint|compute threads ask for a [\d.]+ ms slice)[^\n]*\n/);
   t.match(r.stdout, /\ncuda: not available\n {2}reason: +libsvdquant_cuda\.so not found at .*none\/libsvdquant_cuda\.so \(from SVDQUANT_CUDA_LIB\)\n {2}library: +.*none\/libsvdquant_cuda\.so \(from \$SVDQUANT_CUDA_LIB\)\n/);
   t.match(r.stdout, /\nhip: not available\n {2}reason: +libsvdquant_hip\.so not found at /);
   t.match(r.stdout, /\nnative inference 'auto' would use: cpu\n$/);
@@ -44,11 +44,29 @@ t.test('no GPU: a report with the reasons, exit 0', async (t) => {
   const report = JSON.parse(j.stdout) as DoctorJson;
   t.ok(report.cpu.threads >= 1);
   t.ok(['portable', 'avx2', 'avx512'].includes(report.cpu.isa.active));
+  t.same({ ...report.cpu.sched, threadSliceMs: 0 }, { sliceMs: 100, source: 'default', error: '', threadSliceMs: 0 });
+  if (process.platform === 'linux') t.ok(report.cpu.sched.threadSliceMs >= 0, 'Linux reports the slice (0 before 6.12)');
+  if (report.cpu.sched.threadSliceMs > 0) t.equal(report.cpu.sched.threadSliceMs, 100, 'a kernel with custom slices grants it');
   for (const p of ['cuda', 'hip'] as const) {
     t.equal(report.gpu[p].available, false);
     t.equal(report.gpu[p].source, 'env');
     t.match(report.gpu[p].reason, new RegExp(`libsvdquant_${p}\\.so not found at `));
     t.same(report.gpu[p].devices, []);
+  }
+});
+
+t.test('SVDQUANT_SCHED_SLICE_MS: 0 turns the scheduler hint off; an invalid value is an error at load', async (t) => {
+  const off = await svdquant({ ...NONE, SVDQUANT_SCHED_SLICE_MS: '0' }, 'doctor');
+  t.equal(off.code, 0);
+  t.match(off.stdout, /\n {2}scheduler: +no hint \(SVDQUANT_SCHED_SLICE_MS=0\)\n/);
+  const ten = await svdquant({ ...NONE, SVDQUANT_SCHED_SLICE_MS: '10' }, 'doctor', '--json');
+  const sched = (JSON.parse(ten.stdout) as DoctorJson).cpu.sched;
+  t.equal(sched.sliceMs, 10);
+  if (sched.threadSliceMs > 0) t.equal(sched.threadSliceMs, 10);
+  for (const bad of ['fast', '-1', '250']) {
+    const r = await svdquant({ ...NONE, SVDQUANT_SCHED_SLICE_MS: bad }, 'doctor');
+    t.equal(r.code, 1, `SVDQUANT_SCHED_SLICE_MS=${bad}`);
+    t.match(r.stderr, new RegExp(`invalid SVDQUANT_SCHED_SLICE_MS="${bad}": expected milliseconds in \\[0, 100\\]`));
   }
 });
 

@@ -6,11 +6,13 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "svdquant/compute_slice.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/lowbit.h"
 #include "svdquant/peaks.h"
@@ -176,6 +178,25 @@ void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("measurePeaks", Napi::Function::New(env, MeasurePeaks, "measurePeaks"));
   exports.Set("benchLowbit", Napi::Function::New(env, BenchLowbit, "benchLowbit"));
   exports.Set("benchGemmF32", Napi::Function::New(env, BenchGemmF32, "benchGemmF32"));
+  // schedInfo() -> { sliceMs, source, error, threadSliceMs }: the compute threads' scheduler hint
+  // (compute_slice.h) and the slice the kernel reports for a thread that asks for it (-1: not Linux;
+  // 0: a kernel without custom slices).
+  exports.Set("schedInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    const svdq::ComputeSliceSetting& s = svdq::compute_slice_setting();
+    int64_t applied = -1;
+    std::thread probe([&applied] {  // a throwaway thread: the JavaScript thread is never touched
+      svdq::mark_compute_thread();
+      applied = svdq::current_slice_us();
+    });
+    probe.join();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("sliceMs", Napi::Number::New(e, static_cast<double>(s.us) / 1000.0));
+    o.Set("source", Napi::String::New(e, s.source));
+    o.Set("error", Napi::String::New(e, s.error));
+    o.Set("threadSliceMs", Napi::Number::New(e, applied < 0 ? -1.0 : static_cast<double>(applied) / 1000.0));
+    return o;
+  }, "schedInfo"));
   exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), svdq::physical_cores());
   }, "physicalCores"));

@@ -2,6 +2,8 @@
 // shared counter under the mutex (tasks are coarse: a tile row band, a panel of columns).
 #include "svdquant/thread_pool.h"
 
+#include "svdquant/compute_slice.h"
+
 #include <fstream>
 #include <map>
 #include <memory>
@@ -61,6 +63,7 @@ void ThreadPool::run_tasks(int thread) {
 }
 
 void ThreadPool::worker_loop(int thread) {
+  mark_compute_thread();
   int64_t seen = 0;
   for (;;) {
     {
@@ -82,6 +85,7 @@ void ThreadPool::worker_loop(int thread) {
 void ThreadPool::parallel_for(int64_t tasks, const std::function<void(int64_t, int)>& fn) {
   if (tasks <= 0) return;
   std::lock_guard<std::mutex> run(run_mutex_);
+  const ComputeSliceScope slice;  // the calling thread computes too
   if (workers_.empty() || tasks == 1) {
     for (int64_t t = 0; t < tasks; ++t) fn(t, 0);
     return;

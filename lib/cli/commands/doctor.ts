@@ -1,7 +1,7 @@
 /** `svdquant doctor [--json]`: what this machine can run — the CPU engine and the GPU backends. */
 
 import { cpus } from 'node:os';
-import { cpuIsa, native, type NativeIsaInfo } from '../../native.js';
+import { cpuIsa, native, type NativeIsaInfo, type NativeSchedInfo } from '../../native.js';
 import { gpuBackends, type GpuBackendReport } from '../../runtime/gpu-backend.js';
 import { UsageError, parseCommandArgs, type CliCommand, type CliIo } from '../command.js';
 import { displayText, formatBytes, formatTable } from '../format.js';
@@ -9,8 +9,8 @@ import { packageVersion } from '../version.js';
 
 const HELP = `Usage: svdquant doctor [--json]
 
-Report what this machine can run: the CPU instruction-set level the kernels use and the default
-thread count, and for each GPU backend (cuda, hip) whether it is available and if not why, the
+Report what this machine can run: the CPU instruction-set level the kernels use, the default
+thread count and the compute threads' scheduler hint, and for each GPU backend (cuda, hip) whether it is available and if not why, the
 library path, the targets compiled into it and its devices. Always exits 0 when the report could
 be made: a machine without a GPU is not an error.
 
@@ -34,6 +34,8 @@ export interface DoctorReport {
     /** Default native thread count (physical cores). */
     threads: number;
     isa: NativeIsaInfo;
+    /** The compute threads' scheduler hint (SVDQUANT_SCHED_SLICE_MS). */
+    sched: NativeSchedInfo;
   };
   gpu: { cuda: GpuBackendReport; hip: GpuBackendReport };
 }
@@ -74,6 +76,7 @@ async function buildReport(): Promise<DoctorReport> {
       logicalCores: cpu.length,
       threads: native().physicalCores(),
       isa: cpuIsa(),
+      sched: { ...native().schedInfo() },
     },
     gpu,
   };
@@ -94,6 +97,15 @@ function formatGpu(r: GpuBackendReport): string {
   return out;
 }
 
+/** One line on the compute threads' scheduler hint and whether this kernel honours it. */
+export function describeSched(s: NativeSchedInfo): string {
+  if (s.sliceMs === 0) return `no hint (${s.source})`;
+  const asked = `compute threads ask for a ${s.sliceMs} ms slice (${s.source})`;
+  if (s.threadSliceMs < 0) return `${asked}; not Linux: no effect`;
+  if (s.threadSliceMs === 0) return `${asked}; this kernel has no custom slices (Linux < 6.12): no effect`;
+  return `${asked}; granted: ${s.threadSliceMs} ms`;
+}
+
 function formatReport(r: DoctorReport): string {
   let out = `svdquant ${r.version} (node ${r.node}, ${r.platform}-${r.arch})\n\n`;
   out += 'cpu: available\n';
@@ -102,6 +114,7 @@ function formatReport(r: DoctorReport): string {
     ['model:', displayText(r.cpu.model)],
     ['isa:', `${isa.active} (detected: ${isa.detected}; chosen by: ${isa.source})`],
     ['threads:', `${r.cpu.threads} (physical cores; ${r.cpu.logicalCores} logical)`],
+    ['scheduler:', describeSched(r.cpu.sched)],
   ], '  ');
   out += '\n' + formatGpu(r.gpu.cuda) + '\n' + formatGpu(r.gpu.hip);
   const any = r.gpu.cuda.available || r.gpu.hip.available;
