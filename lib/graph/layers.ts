@@ -11,6 +11,7 @@ import {
   type GeluApproximate,
 } from './functional.js';
 import { Module } from './module.js';
+import { declareReleaseSafe, releaseIntermediates } from './release.js';
 
 function checkDim(value: unknown, argument: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > 2 ** 30) {
@@ -276,8 +277,13 @@ export class Sequential extends Module {
   }
 
   override async forward(...inputs: Tensor[]): Promise<Tensor> {
-    let x = singleInput(inputs, 'Sequential');
-    for (const [, m] of this.namedChildren()) x = await m.call(x);
+    const input = singleInput(inputs, 'Sequential');
+    let x = input;
+    for (const [, m] of this.namedChildren()) {
+      const y = await m.call(x);
+      if (x !== input) releaseIntermediates(this, [x], [input, y]);
+      x = y;
+    }
     return x;
   }
 }
@@ -319,7 +325,10 @@ export class MLP extends Module {
     const x = singleInput(inputs, 'MLP');
     const h = await this.child('fc1').call(x);
     const a = await this.child('act').call(h);
-    return this.child('fc2').call(a);
+    releaseIntermediates(this, [h], [x, a]);
+    const y = await this.child('fc2').call(a);
+    releaseIntermediates(this, [a], [x, y]);
+    return y;
   }
 }
 
@@ -362,6 +371,11 @@ export class SelfAttention extends Module {
       }
     }
     const o = await scaledDotProductAttention(q, k, v, this.heads);
-    return this.child('to_out').call(o);
+    releaseIntermediates(this, [q, k, v], [x, o]);
+    const y = await this.child('to_out').call(o);
+    releaseIntermediates(this, [o], [x, y]);
+    return y;
   }
 }
+
+for (const cls of [Linear, LayerNorm, RMSNorm, GELU, SiLU, Sequential, MLP, SelfAttention]) declareReleaseSafe(cls);

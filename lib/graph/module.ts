@@ -22,6 +22,15 @@ export interface HookHandle {
 
 const NAME_RE = /^[A-Za-z0-9_]+$/;
 
+// Bumped by every change of any module's children or hooks, so that facts derived from a subtree
+// (release.ts) can be cached until the graph changes.
+let structureVersion = 0;
+
+/** The current structure version (internal: changes whenever children or hooks change anywhere). */
+export function moduleStructureVersion(): number {
+  return structureVersion;
+}
+
 function checkChildName(name: unknown, argument: string): string {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new ArgumentError(argument, 'a non-empty child name of letters, digits and underscores (no dots)', name);
@@ -52,7 +61,12 @@ export abstract class Module {
     if (typeof hook !== 'function') throw new ArgumentError('hook', 'a function (module, inputs, output) => void | Promise<void>', hook);
     const id = this.#nextHookId++;
     this.#hooks.set(id, hook);
-    return { remove: () => void this.#hooks.delete(id) };
+    structureVersion++;
+    return {
+      remove: () => {
+        if (this.#hooks.delete(id)) structureVersion++;
+      },
+    };
   }
 
   /** Number of forward hooks registered now. */
@@ -71,6 +85,7 @@ export abstract class Module {
       if (m === this) throw new ArgumentError('module', 'a module that does not contain its new parent (no cycles)');
     }
     this.#children.set(name, module);
+    structureVersion++;
     return module;
   }
 

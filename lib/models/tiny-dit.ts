@@ -12,6 +12,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Module } from '../graph/module.js';
+import { declareReleaseSafe, releaseIntermediates } from '../graph/release.js';
 import { LayerNorm, Linear, MLP, SelfAttention, Sequential } from '../graph/layers.js';
 import { add } from '../graph/functional.js';
 import { SeededRandom, syntheticLayer } from '../quant/synthetic.js';
@@ -43,12 +44,20 @@ export class TinyDitBlock extends Module {
   override async forward(...inputs: Tensor[]): Promise<Tensor> {
     if (inputs.length !== 1) throw new ArgumentError('inputs', 'exactly one input tensor for TinyDitBlock.forward', `${inputs.length} inputs`);
     const x = inputs[0];
-    const a = await this.child('attn').call(await this.child('norm1').call(x));
+    const n1 = await this.child('norm1').call(x);
+    const a = await this.child('attn').call(n1);
+    releaseIntermediates(this, [n1], [x, a]);
     const h = await add(x, a);
-    const m = await this.child('mlp').call(await this.child('norm2').call(h));
-    return add(h, m);
+    releaseIntermediates(this, [a], [x, h]);
+    const n2 = await this.child('norm2').call(h);
+    const m = await this.child('mlp').call(n2);
+    releaseIntermediates(this, [n2], [x, m]);
+    const y = await add(h, m);
+    releaseIntermediates(this, [h, m], [x, y]);
+    return y;
   }
 }
+declareReleaseSafe(TinyDitBlock);
 
 function positiveInt(v: unknown, name: string, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new ArgumentError(`options.${name}`, `an integer in [1, ${max}]`, v);

@@ -17,6 +17,7 @@ import { dequantize, quantize, quantizeSync, dequantizeSync, nvfp4GlobalScale } 
 import type { QuantizedTensor } from '../formats/quantize.js';
 import { NativeLowbitLayer } from '../runtime/native-layer.js';
 import { Module } from '../graph/module.js';
+import { declareReleaseSafe } from '../graph/release.js';
 import type { LowbitLayerData } from '../runtime/native-layer.js';
 import { matmulNT, matmulNTAccumulate } from './ops.js';
 
@@ -192,3 +193,4 @@ export class ErrorCorrectedLinear extends Module {
     return NativeLowbitLayer.create({ ...this.data(), lowRankBf16: options.lowRankBf16 === true });
   }
 }
+declareReleaseSafe(ErrorCorrectedLinear);

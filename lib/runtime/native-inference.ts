@@ -14,6 +14,7 @@
  */
 import { ArgumentError, BackendUnavailableError, GpuError, GpuUnsupportedError } from '../errors.js';
 import { Module } from '../graph/module.js';
+import { declareReleaseSafe } from '../graph/release.js';
 import { Tensor } from '../tensor.js';
 import { ErrorCorrectedLinear } from '../quant/error-corrected-linear.js';
 import { parentCounts } from '../quant/quantize-model.js';
@@ -180,6 +181,7 @@ export class NativeLinear extends Module {
     return `NativeLinear(${this.inFeatures}, ${this.outFeatures}, scheme=${this.layer.scheme}, rank=${this.layer.rank}, lowRank=${this.lowRank}, backend=${this.placement()})`;
   }
 }
+declareReleaseSafe(NativeLinear);
 
 const OPTION_KEYS = new Set(['backend', 'device', 'lowRank', 'threads', 'lowRankBf16']);
 

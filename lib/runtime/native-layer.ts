@@ -141,9 +141,9 @@ export class NativeLowbitLayer implements NativeKernelLayer {
     if (this.disposed) throw new ArgumentError('this', 'a layer that has not been disposed');
     const xf = x.dtype === 'f32' ? (x as Tensor<'f32'>) : x.to('f32');
     const m = xf.numel / this.inFeatures;
-    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures], 'f32');
-    await this.handle.forward(xf.data, m, y.data, LOW_RANK_MODES.indexOf(mode), threads);
-    return y;
+    // The worker allocates the output: no zero-filling of a large buffer on this thread.
+    const y = await this.handle.forward(xf.data, m, null, LOW_RANK_MODES.indexOf(mode), threads);
+    return Tensor.fromStorage(y, [...x.shape.slice(0, -1), this.outFeatures], 'f32');
   }
 
   /** Frees the native memory now; later calls to forward() throw. */

@@ -52,61 +52,23 @@ float* get_output(const Napi::CallbackInfo& info, size_t i, const char* name, in
   return y;
 }
 
-// Runs job(y) on a worker. With a caller's y the Promise resolves to undefined; with y == nullptr
-// the worker allocates `elems` floats first and the Promise resolves to a Float32Array over them.
-class OutTask : public Napi::AsyncWorker {
- public:
-  OutTask(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job, const std::vector<Napi::Value>& keep)
-      : Napi::AsyncWorker(env, "svdquant"), y_(y), alloc_(y == nullptr), elems_(static_cast<size_t>(elems)),
-        job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    for (const auto& v : keep) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+// releaseF32(a: Float32Array) -> boolean. Frees now the storage of an array that a native op
+// allocated (host_buffers.h) and that covers its whole buffer: the buffer is detached (every view
+// of it becomes empty) and the block goes back to the pool, so that V8 stops counting it towards
+// its next major GC. Any other array is left alone (false).
+Napi::Value ReleaseF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw_arg(env, "a", "a Float32Array");
   }
-  ~OutTask() override {
-    if (alloc_) host_f32_release(y_);  // not handed to JavaScript
+  Napi::Float32Array a = info[0].As<Napi::Float32Array>();
+  Napi::ArrayBuffer buf = a.ArrayBuffer();
+  const size_t bytes = buf.ByteLength();
+  if (a.ByteOffset() != 0 || a.ByteLength() != bytes || bytes == 0 || !host_f32_owns(buf.Data(), bytes)) {
+    return Napi::Boolean::New(env, false);
   }
-
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      if (alloc_) y_ = host_f32_alloc(elems_);
-      job_(y_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("unknown native error");
-    }
-  }
-
-  void OnOK() override {
-    if (!alloc_) {
-      deferred_.Resolve(Env().Undefined());
-      return;
-    }
-    float* y = y_;
-    y_ = nullptr;
-    deferred_.Resolve(host_f32_wrap(Env(), y, elems_));
-  }
-
-  void OnError(const Napi::Error& e) override {
-    deferred_.Reject(make_error(Env(), "ERR_SVDQ_NATIVE", e.Message()).Value());
-  }
-
- private:
-  float* y_;
-  bool alloc_;
-  size_t elems_;
-  std::function<void(float*)> job_;
-  Napi::Promise::Deferred deferred_;
-  std::vector<Napi::ObjectReference> refs_;
-};
-
-Napi::Value run_out_job(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job,
-                        const std::vector<Napi::Value>& keep) {
-  auto* task = new OutTask(env, y, elems, std::move(job), keep);
-  Napi::Promise p = task->promise();
-  task->Queue();
-  return p;
+  buf.Detach();
+  return Napi::Boolean::New(env, true);
 }
 
 // layerNorm(x, rows, dim, gamma|null, beta|null, eps, y|null, threads) -> Promise<void | Float32Array>
@@ -298,6 +260,7 @@ Napi::Value LinearF32(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_graph_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("releaseF32", Napi::Function::New(env, ReleaseF32, "releaseF32"));
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm, "layerNorm"));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm, "rmsNorm"));
   exports.Set("gelu", Napi::Function::New(env, Gelu, "gelu"));

@@ -58,6 +58,12 @@ class HostPool {
     return p;
   }
 
+  bool owns(const void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = sizes_.find(static_cast<float*>(const_cast<void*>(p)));
+    return it != sizes_.end() && bytes <= it->second;
+  }
+
   // Queues the block for the background thread (cheap: called from finalizers on the JS thread).
   void release(float* p) {
     if (p == nullptr) return;
@@ -128,6 +134,8 @@ HostPool& pool() {
 float* host_f32_alloc(size_t count) { return pool().alloc(count); }
 
 void host_f32_release(float* p) { pool().release(p); }
+
+bool host_f32_owns(const void* p, size_t bytes) { return p != nullptr && pool().owns(p, bytes); }
 
 Napi::Float32Array host_f32_wrap(Napi::Env env, float* p, size_t count) {
   if (p == nullptr || count == 0) {

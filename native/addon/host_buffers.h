@@ -21,6 +21,8 @@ namespace svdq_addon {
 float* host_f32_alloc(size_t count);
 // Returns a block from host_f32_alloc that never became a JavaScript array (error paths).
 void host_f32_release(float* p);
+// Whether p is a live block of this pool of at least `bytes` bytes (it may be released early).
+bool host_f32_owns(const void* p, size_t bytes);
 // A Float32Array of `count` elements over the block (main thread; takes ownership).
 Napi::Float32Array host_f32_wrap(Napi::Env env, float* p, size_t count);
 

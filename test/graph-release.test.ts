@@ -1,0 +1,93 @@
+// Early release of intermediates (lib/graph/release.ts): the library's containers free the native
+// storage of the tensors they are done with, but never one that a hook, a user's module or the
+// caller can still hold, and never change a result.
+import t from 'tap';
+import { Tensor } from '../lib/tensor.js';
+import { gelu, Linear, MLP, Module, Sequential, SelfAttention, LayerNorm } from '../lib/graph/index.js';
+import { declareReleaseSafe, mayReleaseIntermediates } from '../lib/graph/release.js';
+import { native } from '../lib/native.js';
+import { randomTensor, rng } from './support/graph-reference.js';
+
+/** Keeps every input it sees (as a user's caching module might) and returns a fresh copy. */
+class KeepsInputs extends Module {
+  readonly seen: Tensor[] = [];
+  override async forward(x: Tensor): Promise<Tensor> {
+    this.seen.push(x);
+    return x.clone();
+  }
+}
+
+/** The same, but (wrongly) declared safe: lets the tests see that release happens at all. */
+class DeclaredSafeSpy extends KeepsInputs {}
+declareReleaseSafe(DeclaredSafeSpy);
+
+t.test('releaseF32 frees the arrays native ops allocated, and nothing else', async (t) => {
+  const x = randomTensor([64, 32], 1, rng(1));
+  const y = await gelu(x);
+  t.equal(y.data.length, 64 * 32);
+  t.equal(native().releaseF32((y.data as Float32Array).subarray(1)), false, 'a view of part of the buffer: left alone');
+  t.equal(y.data.length, 64 * 32);
+  t.equal(native().releaseF32(y.data as Float32Array), true);
+  t.equal(y.data.length, 0, 'the buffer is detached');
+  t.equal(native().releaseF32(y.data as Float32Array), false, 'a second release does nothing');
+  const own = new Float32Array([1, 2, 3]);
+  t.equal(native().releaseF32(own), false, "a JavaScript-allocated array: left alone");
+  t.same([...own], [1, 2, 3]);
+  t.throws(() => native().releaseF32(new Uint8Array(4) as unknown as Float32Array), { code: 'ERR_SVDQ_ARGUMENT' });
+});
+
+t.test('a Sequential of library layers releases its intermediates', async (t) => {
+  const spy = new DeclaredSafeSpy();
+  const model = new Sequential(new Linear(16, 16, { seed: 1 }), spy, new Linear(16, 8, { seed: 2 }));
+  t.ok(mayReleaseIntermediates(model));
+  const x = randomTensor([4, 16], 1, rng(2));
+  const y = await model.call(x);
+  t.equal(spy.seen[0].data.length, 0, "the first Linear's output was freed once the spy was done with it");
+  t.equal(x.data.length, 64, 'the caller’s input is never released');
+  t.equal(y.data.length, 32, 'nor the output');
+});
+
+t.test('nothing a hook or a user module can hold is released', async (t) => {
+  const x = randomTensor([8, 16], 1, rng(3));
+  // A user module (not declared safe) anywhere in the subtree: no release in this container.
+  const keeper = new KeepsInputs();
+  const model = new Sequential(new Linear(16, 16, { seed: 1 }), keeper, new Linear(16, 8, { seed: 2 }));
+  t.notOk(mayReleaseIntermediates(model));
+  await model.call(x);
+  t.equal(keeper.seen[0].data.length, 8 * 16, 'the input the user module kept is intact');
+
+  // A hook on a layer inside an MLP keeps that layer's output: it stays intact.
+  const mlp = new MLP(16, 64, { seed: 5 });
+  const kept: Tensor[] = [];
+  const handle = mlp.getSubmodule('fc1').registerForwardHook((_m, _inputs, out) => void kept.push(out));
+  t.notOk(mayReleaseIntermediates(mlp));
+  await mlp.call(x);
+  const fc1Alone = await (mlp.getSubmodule('fc1') as Linear).forward(x);
+  t.same([...kept[0].data], [...fc1Alone.data], 'the hooked output still holds its values');
+  handle.remove();
+  t.ok(mayReleaseIntermediates(mlp), 'the verdict follows the hook’s removal');
+  // A user module swapped in later also switches release off.
+  mlp.setSubmodule('act', new KeepsInputs());
+  t.notOk(mayReleaseIntermediates(mlp), 'the verdict follows setSubmodule');
+  // A subclass of a library layer is not trusted either.
+  class MyLinear extends Linear {}
+  t.notOk(mayReleaseIntermediates(new Sequential(new MyLinear(4, 4))));
+});
+
+t.test('release changes no result: outputs equal those with release switched off by a hook', async (t) => {
+  const build = () => {
+    const m = new Sequential(new LayerNorm(32), new SelfAttention(32, 4, { seed: 7 }), new MLP(32, 128, { seed: 8 }), new Linear(32, 16, { seed: 9 }));
+    return m;
+  };
+  const x = randomTensor([24, 32], 1, rng(4));
+  const releasing = build();
+  t.ok(mayReleaseIntermediates(releasing));
+  const hooked = build();
+  hooked.getSubmodule('1.to_q').registerForwardHook(() => undefined);
+  hooked.getSubmodule('2.fc1').registerForwardHook(() => undefined);
+  t.notOk(mayReleaseIntermediates(hooked));
+  for (let i = 0; i < 3; i++) {
+    const [a, b] = await Promise.all([releasing.call(x), hooked.call(x)]);
+    t.same([...a.data], [...b.data], `forward ${i}: bit-identical`);
+  }
+});
