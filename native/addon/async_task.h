@@ -1,10 +1,12 @@
-// Runs a native job off the JavaScript thread and settles a Promise (AsyncTask; OutTask for jobs
-// with one f32 output that the worker may allocate itself). The typed arrays the job
-// touches are held by references until it ends, so V8 cannot collect them mid-flight.
+// Runs a native job off the JavaScript thread and settles a Promise. The typed arrays the job
+// touches are held by references until it ends, so V8 cannot collect them mid-flight. A job with
+// one f32 output may leave its allocation to the worker (run_out_job): no zero-filling or freeing
+// of large buffers on the JavaScript thread.
 #pragma once
 
 #include <napi.h>
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <string>
@@ -15,67 +17,26 @@
 
 namespace svdq_addon {
 
+// Runs job(y) on a worker. With allocate, the worker first allocates `elems` floats as y and the
+// Promise resolves to a Float32Array over them; otherwise y is the caller's (or unused) and the
+// Promise resolves to undefined.
 class AsyncTask : public Napi::AsyncWorker {
  public:
-  AsyncTask(Napi::Env env, std::function<void()> job, std::vector<Napi::Value> keep_alive)
-      : Napi::AsyncWorker(env, "svdquant"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
-    for (auto& v : keep_alive) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-  }
-
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      job_();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("unknown native error");
-    }
-  }
-
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-
-  void OnError(const Napi::Error& e) override {
-    deferred_.Reject(make_error(Env(), "ERR_SVDQ_NATIVE", e.Message()).Value());
-  }
-
- private:
-  std::function<void()> job_;
-  Napi::Promise::Deferred deferred_;
-  std::vector<Napi::ObjectReference> refs_;
-};
-
-// Runs `job` now on the calling thread (sync = true) or queues it (returns a Promise).
-inline Napi::Value run_job(Napi::Env env, bool sync, std::function<void()> job, std::vector<Napi::Value> keep_alive) {
-  if (sync) {
-    job();
-    return env.Undefined();
-  }
-  auto* task = new AsyncTask(env, std::move(job), std::move(keep_alive));
-  Napi::Promise p = task->promise();
-  task->Queue();
-  return p;
-}
-
-// Runs job(y) on a worker. With a caller's y the Promise resolves to undefined; with y == nullptr
-// the worker allocates `elems` floats first and the Promise resolves to a Float32Array over them.
-class OutTask : public Napi::AsyncWorker {
- public:
-  OutTask(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job, const std::vector<Napi::Value>& keep)
-      : Napi::AsyncWorker(env, "svdquant"), y_(y), alloc_(y == nullptr), elems_(static_cast<size_t>(elems)),
-        job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
+  AsyncTask(Napi::Env env, std::function<void(float*)> job, const std::vector<Napi::Value>& keep, float* y,
+            bool allocate, size_t elems)
+      : Napi::AsyncWorker(env, "svdquant"), y_(y), allocate_(allocate), elems_(elems), job_(std::move(job)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
     for (const auto& v : keep) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
-  ~OutTask() override {
-    if (alloc_) host_f32_release(y_);  // not handed to JavaScript
+  ~AsyncTask() override {
+    if (allocate_) host_f32_release(y_);  // not handed to JavaScript (an error, or never run)
   }
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      if (alloc_) y_ = host_f32_alloc(elems_);
+      if (allocate_) y_ = host_f32_alloc(elems_);
       job_(y_);
     } catch (const std::exception& e) {
       SetError(e.what());
@@ -85,7 +46,7 @@ class OutTask : public Napi::AsyncWorker {
   }
 
   void OnOK() override {
-    if (!alloc_) {
+    if (!allocate_) {
       deferred_.Resolve(Env().Undefined());
       return;
     }
@@ -100,19 +61,43 @@ class OutTask : public Napi::AsyncWorker {
 
  private:
   float* y_;
-  bool alloc_;
+  bool allocate_;
   size_t elems_;
   std::function<void(float*)> job_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> refs_;
 };
 
-inline Napi::Value run_out_job(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job,
-                        const std::vector<Napi::Value>& keep) {
-  auto* task = new OutTask(env, y, elems, std::move(job), keep);
+inline Napi::Value queue_task(AsyncTask* task) {
   Napi::Promise p = task->promise();
   task->Queue();
   return p;
+}
+
+// Runs `job` now on the calling thread (sync = true) or queues it (returns a Promise).
+inline Napi::Value run_job(Napi::Env env, bool sync, std::function<void()> job, std::vector<Napi::Value> keep_alive) {
+  if (sync) {
+    job();
+    return env.Undefined();
+  }
+  return queue_task(new AsyncTask(env, [job = std::move(job)](float*) { job(); }, keep_alive, nullptr, false, 0));
+}
+
+// The output argument i of a job with one f32 output: a Float32Array of at least `elems` floats
+// (kept alive), or null/undefined for an output the worker allocates (nullptr here).
+inline float* get_output(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t elems,
+                         std::vector<Napi::Value>& keep) {
+  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  float* y = get_array<float>(info, i, name, napi_float32_array, elems, "Float32Array or null");
+  keep.push_back(info[i]);
+  return y;
+}
+
+// Runs job(y) on a worker: into the caller's y (resolves to undefined), or, for y == nullptr, into
+// `elems` floats the worker allocates (resolves to a Float32Array over them).
+inline Napi::Value run_out_job(Napi::Env env, float* y, int64_t elems, std::function<void(float*)> job,
+                               const std::vector<Napi::Value>& keep) {
+  return queue_task(new AsyncTask(env, std::move(job), keep, y, y == nullptr, static_cast<size_t>(elems)));
 }
 
 }  // namespace svdq_addon

@@ -42,16 +42,6 @@ int get_threads(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<int>(get_int(info, i, "threads", 0, 1024));
 }
 
-// The output argument i: a Float32Array of at least `elems` floats (kept alive), or null/undefined
-// for an output the job allocates (nullptr here).
-float* get_output(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t elems,
-                  std::vector<Napi::Value>& keep) {
-  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  float* y = get_array<float>(info, i, name, napi_float32_array, elems, "Float32Array or null");
-  keep.push_back(info[i]);
-  return y;
-}
-
 // releaseF32(a: Float32Array) -> boolean. Frees now the storage of an array that a native op
 // allocated (host_buffers.h) and that covers its whole buffer: the buffer is detached (every view
 // of it becomes empty) and the block goes back to the pool, so that V8 stops counting it towards

@@ -47,7 +47,7 @@ class LayerHandle : public Napi::ObjectWrap<LayerHandle> {
   }
 
   // forward(x: Float32Array, m, y: Float32Array | null, mode 0..2, threads) -> Promise<void | Float32Array>
-  // (y null: the worker allocates the output, see OutTask)
+  // (y null: the worker allocates the output, see run_out_job)
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!layer_) throw make_error(env, "ERR_SVDQ_ARGUMENT", "invalid argument 'this': the native layer was disposed");
@@ -55,11 +55,7 @@ class LayerHandle : public Napi::ObjectWrap<LayerHandle> {
     const int64_t m = get_int(info, 1, "m", 0, int64_t(1) << 40);
     const float* x = get_array<float>(info, 0, "x", napi_float32_array, m * layer->k, "Float32Array");
     std::vector<Napi::Value> keep{info[0]};
-    float* out = nullptr;
-    if (!info[2].IsNull()) {
-      out = get_array<float>(info, 2, "y", napi_float32_array, m * layer->n, "Float32Array or null");
-      keep.push_back(info[2]);
-    }
+    float* out = get_output(info, 2, "y", m * layer->n, keep);
     const auto mode = static_cast<svdq::LowRankMode>(get_int(info, 3, "mode", 0, 2));
     const int threads = static_cast<int>(get_int(info, 4, "threads", 0, 1024));
     return run_out_job(env, out, m * layer->n, [layer, x, m, mode, threads](float* y) {

@@ -65,23 +65,22 @@ bool set_slice(const SchedAttr& current, uint64_t runtime_ns) {
   return syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
 }
 
+// The calling thread's attributes, if the hint is on and the thread is one it applies to.
+bool hint_applies(SchedAttr& a) { return compute_slice_us() > 0 && get_attr(a) && fair_policy(a.sched_policy); }
+
+uint64_t hint_ns() { return static_cast<uint64_t>(compute_slice_us()) * 1000; }
+
 }  // namespace
 
 void mark_compute_thread() {
-  const int64_t us = compute_slice_us();
   SchedAttr a;
-  if (us <= 0 || !get_attr(a) || !fair_policy(a.sched_policy)) return;
-  set_slice(a, static_cast<uint64_t>(us) * 1000);
+  if (hint_applies(a)) set_slice(a, hint_ns());
 }
 
 ComputeSliceScope::ComputeSliceScope() {
-  const int64_t us = compute_slice_us();
   SchedAttr a;
-  if (us <= 0 || !get_attr(a) || !fair_policy(a.sched_policy)) return;
-  const uint64_t ns = static_cast<uint64_t>(us) * 1000;
   // Already marked (a nested scope, or a thread that marked itself): nothing to undo here.
-  if (a.sched_runtime == ns) return;
-  restore_ = set_slice(a, ns);
+  if (hint_applies(a) && a.sched_runtime != hint_ns()) restore_ = set_slice(a, hint_ns());
 }
 
 ComputeSliceScope::~ComputeSliceScope() {
