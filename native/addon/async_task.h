@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "args.h"
+#include "svdquant/compute_slice.h"
 #include "host_buffers.h"
 
 namespace svdq_addon {
@@ -35,6 +36,8 @@ class AsyncTask : public Napi::AsyncWorker {
   Napi::Promise promise() const { return deferred_.Promise(); }
 
   void Execute() override {
+    // A libuv worker that runs the engine's jobs keeps the long slice between them (compute_slice.h).
+    svdq::mark_compute_thread();
     try {
       if (allocate_) y_ = host_f32_alloc(elems_);
       job_(y_);

@@ -26,12 +26,15 @@ struct ComputeSliceSetting {
 const ComputeSliceSetting& compute_slice_setting();
 inline int64_t compute_slice_us() { return compute_slice_setting().us; }
 
-// Marks the calling thread as a compute thread for the rest of its life (the pool's own workers).
+// Marks the calling thread as a compute thread for the rest of its life: the pool's own workers,
+// and a libuv worker when it starts one of the addon's inference jobs (async_task.h). The libuv
+// worker keeps the slice between jobs because the wakeup for the next job is where it would
+// otherwise preempt the JavaScript thread (which queued the job), leaving it to wait for a tick.
 void mark_compute_thread();
 
-// Marks the calling thread for the scope's lifetime (the threads that lend themselves to a
-// parallel_for: libuv's workers, a benchmark's main thread), then gives it the kernel's default
-// slice back. A thread already marked, or with a policy other than SCHED_OTHER / SCHED_BATCH, is
+// Marks the calling thread for the scope's lifetime (any thread that lends itself to a
+// parallel_for: a benchmark's main thread, a libuv worker running a one-off job), then gives it
+// the kernel's default slice back. A thread already marked, or with a policy other than SCHED_OTHER / SCHED_BATCH, is
 // left alone; a custom slice that another library set on the thread is not preserved.
 class ComputeSliceScope {
  public:
