@@ -1,15 +1,19 @@
 // Event-loop responsiveness during forwards (issue 5 item 1): a 1 ms interval timer runs while the
 // built-in model (tinyDit, 1024 tokens) does forwards; every gap between two ticks is recorded.
-// Rows: the idle loop (the machine's own noise floor, same run), the fp32 model and the w4a4 model
-// with native inference, each with the early release of intermediates on (the default) and off
-// (a no-op hook on every module switches it off), in two processes: the compute threads' scheduler
-// hint on (default) and off (SVDQUANT_SCHED_SLICE_MS=0). Medians over --runs runs. Never asserts.
+// Rows: the fp32 model and the w4a4 model with native inference, each with the early release of
+// intermediates on (the default) and each forward's output disposed (Tensor.dispose) or dropped,
+// and with release off (a no-op hook on every module switches it off); two floors of the same run:
+// the idle loop, and the engine's threads busy with a GEMM job and no JavaScript work (the best a
+// forward could do on this machine under full load). All in two processes: the compute threads'
+// scheduler hint on (default) and off (SVDQUANT_SCHED_SLICE_MS=0). Medians over --runs runs.
+// Never asserts.
 // Run: node --import tsx bench/event-loop.ts [--runs 3] [--forwards 20]
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { enableNativeInference, quantize, tinyDit, tinyDitInputs, type Module, type Tensor } from '../lib/index.js';
 import { tinyDitCalibration } from '../lib/models/tiny-dit.js';
+import { native } from '../lib/native.js';
 
 function intArg(name: string, fallback: number, min: number): number {
   const i = process.argv.indexOf(name);
@@ -82,24 +86,37 @@ async function child(): Promise<void> {
   const w4a4 = tinyDit();
   await quantize(w4a4, { scheme: 'w4a4', rank: 32 }, tinyDitCalibration(512, DIM).map((b) => [b]));
   await enableNativeInference(w4a4, { backend: 'cpu' });
-  const loop = (m: Module) => async () => {
+  const loop = (m: Module, dispose: boolean) => async () => {
     let y: Tensor | undefined;
-    for (let i = 0; i < forwards; i++) y = await m.call(x);
+    for (let i = 0; i < forwards; i++) {
+      y = await m.call(x);
+      if (dispose) y.dispose();
+    }
     void y;
   };
-  for (const m of [fp32, w4a4]) await m.call(x); // warm-up: packing
+  // The engine's threads computing for `ms` (fp32 GEMMs at the model's shape, one native job per
+  // 10 GEMMs) with no JavaScript work between them and no output handed to V8.
+  const engineBusy = (ms: number) => async () => {
+    const out = new Float64Array(11);
+    const end = performance.now() + ms;
+    while (performance.now() < end) await native().benchGemmF32(TOKENS, DIM, DIM, 0, 0, 10, out);
+  };
+  for (const m of [fp32, w4a4]) (await m.call(x)).dispose(); // warm-up: packing
   const rows: Record<string, Gaps[]> = {};
   const add = (k: string, g: Gaps) => (rows[k] ??= []).push(g);
-  rows['idle (no work)'] = [];
+  rows['floor: idle (no work)'] = [];
+  rows['floor: engine busy, no JavaScript work'] = [];
   for (let r = 0; r < runs; r++) {
     for (const [name, model] of [['fp32', fp32], ['w4a4 native', w4a4]] as const) {
       const sw = releaseSwitch(model);
-      const on = await measure(loop(model), 0);
-      add(`${name}, release on`, on);
+      const on = await measure(loop(model, true), 0);
+      add(`${name}, release on, output disposed`, on);
+      add(`${name}, release on, output dropped`, await measure(loop(model, false), 0));
       sw.off();
-      add(`${name}, release off`, await measure(loop(model), 0));
+      add(`${name}, release off, output dropped`, await measure(loop(model, false), 0));
       sw.on();
-      add('idle (no work)', await measure(undefined, on.ms));
+      add('floor: idle (no work)', await measure(undefined, on.ms));
+      add('floor: engine busy, no JavaScript work', await measure(engineBusy(on.ms), 0));
     }
   }
   process.stdout.write(JSON.stringify(rows));
@@ -109,8 +126,8 @@ function summarize(label: string, rows: Record<string, Gaps[]>): string[] {
   const out: string[] = [];
   for (const [k, gs] of Object.entries(rows)) {
     const med = (f: (g: Gaps) => number) => median(gs.map(f));
-    const perForward = k.startsWith('idle') ? '-' : (med((g) => g.ms) / forwards).toFixed(0);
-    out.push(`${`${label}, ${k}`.padEnd(44)} ${perForward.padStart(8)} ${med((g) => g.p50).toFixed(1).padStart(6)} ` +
+    const perForward = k.startsWith('floor') ? '-' : (med((g) => g.ms) / forwards).toFixed(0);
+    out.push(`${`${label}, ${k}`.padEnd(52)} ${perForward.padStart(8)} ${med((g) => g.p50).toFixed(1).padStart(6)} ` +
       `${med((g) => g.p99).toFixed(1).padStart(6)} ${med((g) => g.max).toFixed(1).padStart(7)} ${med((g) => g.over4).toFixed(0).padStart(7)} ${med((g) => g.majorGcs).toFixed(0).padStart(10)}`);
   }
   return out;
@@ -120,7 +137,7 @@ if (process.argv.includes('--child')) {
   await child();
 } else {
   console.log(`event-loop gaps: 1 ms interval timer during ${forwards} tinyDit forwards of ${TOKENS} tokens; medians of ${runs} runs`);
-  console.log(`${'configuration'.padEnd(44)} ${'ms/fwd'.padStart(8)} ${'p50'.padStart(6)} ${'p99'.padStart(6)} ${'max'.padStart(7)} ${'>4 ms'.padStart(7)} ${'major GCs'.padStart(10)}`);
+  console.log(`${'configuration'.padEnd(52)} ${'ms/fwd'.padStart(8)} ${'p50'.padStart(6)} ${'p99'.padStart(6)} ${'max'.padStart(7)} ${'>4 ms'.padStart(7)} ${'major GCs'.padStart(10)}`);
   const self = fileURLToPath(import.meta.url);
   for (const [label, env] of [['hint on', {}], ['hint off', { SVDQUANT_SCHED_SLICE_MS: '0' }]] as const) {
     const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', '--runs', String(runs), '--forwards', String(forwards)], {

@@ -255,6 +255,11 @@ export function native(): NativeAddon {
   return addon;
 }
 
+/** The addon if it is loaded already, without loading it (storage the addon allocated implies it is). */
+export function loadedNative(): NativeAddon | undefined {
+  return cached;
+}
+
 /** Which instruction-set level the CPU kernels use, what the CPU supports, and why. */
 export function cpuIsa(): NativeIsaInfo {
   return { ...native().isaInfo() };

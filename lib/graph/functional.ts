@@ -7,7 +7,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, checkNotDisposed } from '../tensor.js';
 
 /** Options every op accepts. */
 export interface OpOptions {
@@ -27,6 +27,7 @@ export function floatInput(x: unknown, argument: string, minDims = 1): Tensor<'f
   if (!(x instanceof Tensor) || !(x.dtype === 'f32' || x.dtype === 'f16' || x.dtype === 'bf16') || x.ndim < minDims) {
     throw new ArgumentError(argument, `an f32, f16 or bf16 tensor with at least ${minDims} dimension${minDims === 1 ? '' : 's'}`, describeTensor(x));
   }
+  checkNotDisposed(x, argument);
   return x.to('f32');
 }
 

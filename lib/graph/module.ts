@@ -6,7 +6,7 @@
  * example a Linear for a quantized wrapper) and the parent uses the new one.
  */
 import { ArgumentError } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, checkNotDisposed } from '../tensor.js';
 
 /**
  * Called after the module's forward with the inputs the module was called with (the same tensor
@@ -48,6 +48,9 @@ export abstract class Module {
 
   /** Runs forward, then the forward hooks in registration order; resolves to forward's output. */
   async call(...inputs: Tensor[]): Promise<Tensor> {
+    inputs.forEach((t, i) => {
+      if (t instanceof Tensor) checkNotDisposed(t, `inputs[${i}]`);
+    });
     const seen = inputs.slice();
     const output = await this.forward(...inputs);
     if (this.#hooks.size > 0) {

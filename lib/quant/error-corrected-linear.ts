@@ -10,7 +10,7 @@
  * see native/include/svdquant/lowbit.h). toNative() builds the NativeLowbitLayer from the same data.
  */
 import { ArgumentError } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, checkNotDisposed } from '../tensor.js';
 import { SCHEMES, FORMATS, MX_SCALE_RULES, groupsPerRow, paddedK } from '../formats/schemes.js';
 import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
 import { dequantize, quantize, quantizeSync, dequantizeSync, nvfp4GlobalScale } from '../formats/quantize.js';
@@ -167,6 +167,7 @@ export class ErrorCorrectedLinear extends Module {
     if (!(x instanceof Tensor) || x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
       throw new ArgumentError('x', `a tensor whose last dimension is ${this.inFeatures}`, x instanceof Tensor ? x.toString() : x);
     }
+    checkNotDisposed(x, 'x');
     const threads = (options as { threads?: number }).threads ?? 0;
     const k = this.inFeatures, n = this.outFeatures;
     // The factors this forward uses, read once (applyLora may swap them while it awaits).

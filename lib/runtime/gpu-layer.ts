@@ -6,7 +6,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import type { NativeGpuLayer } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, checkNotDisposed } from '../tensor.js';
 import type { SchemeName } from '../formats/schemes.js';
 import { DeviceTensor, deviceBufferOf } from './device-tensor.js';
 import { checkDevice, gpuError, requireGpuBackend, type GpuPlatform } from './gpu-backend.js';
@@ -92,6 +92,7 @@ export class GpuLowbitLayer implements NativeKernelLayer {
     if (!(isDevice || x instanceof Tensor) || x.shape.length < 1 || x.shape[x.shape.length - 1] !== this.inFeatures) {
       throw new ArgumentError('x', `a Tensor or DeviceTensor whose last dimension is ${this.inFeatures}`, x instanceof Tensor || x instanceof DeviceTensor ? x.toString() : x);
     }
+    if (x instanceof Tensor) checkNotDisposed(x, 'x');
     const mode = LOW_RANK_MODES.indexOf(checkMode(options));
     if (this.disposed) throw new ArgumentError('this', 'a layer that has not been disposed');
     const outShape = [...x.shape.slice(0, -1), this.outFeatures];

@@ -4,7 +4,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { native, type NativeLowbitDesc, type NativeLowbitHandle } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, checkNotDisposed } from '../tensor.js';
 import { FORMATS, MX_SCALE_RULES, groupsPerRow, paddedK, SCHEMES } from '../formats/schemes.js';
 import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
 import type { QuantizedTensor } from '../formats/quantize.js';
@@ -134,6 +134,7 @@ export class NativeLowbitLayer implements NativeKernelLayer {
     if (!(x instanceof Tensor) || x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
       throw new ArgumentError('x', `a tensor whose last dimension is ${this.inFeatures}`, x instanceof Tensor ? x.toString() : x);
     }
+    checkNotDisposed(x, 'x');
     const mode = options.lowRank ?? 'fused';
     if (!LOW_RANK_MODES.includes(mode)) throw new ArgumentError('options.lowRank', `one of ${LOW_RANK_MODES.join(', ')}`, mode);
     const threads = options.threads ?? 0;
