@@ -91,7 +91,7 @@ export function resolveSchedulerConfig(className: string, spec: ConfigSpec, inpu
     Object.defineProperty(out, key, { value: copyJsonValue(value), enumerable: true, writable: true, configurable: true });
   }
   for (const [key, keySpec] of Object.entries(spec)) {
-    if (!(key in out)) out[key] = copyJsonValue(keySpec.default);
+    if (!Object.prototype.hasOwnProperty.call(out, key)) out[key] = copyJsonValue(keySpec.default);
   }
   out._class_name = className;
   return deepFreeze(out);
@@ -176,7 +176,3 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Reads a validated key of a resolved config with its TypeScript type. */
-export function configValue<T>(config: SchedulerConfig, key: string): T {
-  return config[key] as T;
-}

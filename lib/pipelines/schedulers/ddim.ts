@@ -9,10 +9,10 @@ import {
   BETA_KEYS, PREDICTION_TYPES, SPACING_KEYS, THRESHOLDING_KEYS, resolveSchedulerConfig,
   type ConfigSpec, type PredictionType, type SchedulerConfig,
 } from './config.js';
-import { alphasCumprodFor, betasFor, type BetaSchedule } from './noise-schedule.js';
+import { alphasCumprodFromConfig } from './noise-schedule.js';
 import { numpyArange, numpyLinspace, roundHalfEven } from './numerics.js';
 import {
-  checkNumInferenceSteps, checkTimestep, noiseData, numberOption, rejectSetTimestepsOptions, stepInputs, tensorOf,
+  checkNumInferenceSteps, checkTimestep, stepOptions, noiseData, numberOption, rejectSetTimestepsOptions, stepInputs, tensorOf,
   thresholdSample,
 } from './step-helpers.js';
 import type { Scheduler, SetTimestepsOptions, StepOptions } from './types.js';
@@ -49,18 +49,7 @@ export class DDIMScheduler implements Scheduler {
     this.config = resolveSchedulerConfig(DDIMScheduler.className, DDIM_CONFIG_SPEC, config);
     const c = this.config;
     const trainSteps = c.num_train_timesteps as number;
-    const trainedBetas = c.trained_betas as number[] | null;
-    if (trainedBetas !== null && trainedBetas.length !== trainSteps) {
-      throw new ArgumentError('config.trained_betas', `num_train_timesteps (${trainSteps}) betas`, `${trainedBetas.length} betas`);
-    }
-    this.#alphasCumprod = alphasCumprodFor(betasFor({
-      numTrainTimesteps: trainSteps,
-      betaStart: c.beta_start as number,
-      betaEnd: c.beta_end as number,
-      betaSchedule: c.beta_schedule as BetaSchedule,
-      trainedBetas,
-      rescaleBetasZeroSnr: c.rescale_betas_zero_snr as boolean,
-    }));
+    this.#alphasCumprod = alphasCumprodFromConfig(c, false);
     this.alphasCumprod = Object.freeze(Array.from(this.#alphasCumprod));
     this.#finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.#alphasCumprod[0];
     // Before setTimesteps, diffusers lists every train timestep (but cannot step yet).
@@ -97,7 +86,8 @@ export class DDIMScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Tensor, timestep: number, sample: Tensor, options: StepOptions = {}): Tensor {
+  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor {
+    const opts = stepOptions(options);
     const t = checkTimestep(timestep);
     const { model, x } = stepInputs(modelOutput, sample);
     const n = this.#numInferenceSteps;
@@ -106,7 +96,7 @@ export class DDIMScheduler implements Scheduler {
     if (!Number.isInteger(t) || t < -ac.length || t >= ac.length) {
       throw new ArgumentError('timestep', `an integer train timestep in 0..${ac.length - 1}`, t);
     }
-    const eta = numberOption(options.eta, 'options.eta', 0, 0);
+    const eta = numberOption(opts.eta, 'options.eta', 0, 0);
     const c = this.config;
 
     // Diffusers steps back by the leading-spacing stride whatever the spacing.
@@ -153,7 +143,7 @@ export class DDIMScheduler implements Scheduler {
     const variance = f32(f32(betaProdPrev / betaProd) * f32(1 - f32(alphaProd / alphaProdPrev)));
     const stdDev = f32(f32(eta) * f32(Math.sqrt(variance)));
 
-    if (options.useClippedModelOutput === true) {
+    if (opts.useClippedModelOutput === true) {
       eps = new Float32Array(size);
       for (let i = 0; i < size; i++) eps[i] = f32(x[i] - f32(sqrtAlpha * x0[i])) / sqrtBeta;
     }
@@ -163,7 +153,7 @@ export class DDIMScheduler implements Scheduler {
     const out = new Float32Array(size);
     for (let i = 0; i < size; i++) out[i] = f32(sqrtAlphaPrev * x0[i]) + f32(direction * eps[i]);
     if (eta > 0) {
-      const noise = noiseData(options.noise, sample.shape, 'when eta > 0');
+      const noise = noiseData(opts.noise, sample.shape, 'when eta > 0');
       for (let i = 0; i < size; i++) out[i] = out[i] + f32(stdDev * noise[i]);
     }
     return tensorOf(out, sample.shape);

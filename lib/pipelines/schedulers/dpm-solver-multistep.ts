@@ -12,7 +12,7 @@ import {
   type ConfigSpec, type PredictionType, type SchedulerConfig,
 } from './config.js';
 import {
-  alphasCumprodFor, betasFor, karrasSigmas, logFloat32, luSigmas, sigmaToT, trainSigmas, type BetaSchedule,
+  alphasCumprodFromConfig, karrasSigmas, logFloat32, luSigmas, sigmaToT, trainSigmas,
 } from './noise-schedule.js';
 import { numpyArange, numpyInterpOnIndexGrid, numpyLinspace, roundHalfEven } from './numerics.js';
 import {
@@ -63,10 +63,9 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   readonly initNoiseSigma = 1;
   /** cumprod(1 - betas) per train timestep, float32 values. */
   readonly alphasCumprod: readonly number[];
-  #alphasCumprod: Float32Array;
   #trainSigmas: Float32Array;
   #logSigmas: Float32Array;
-  /** lambda per train timestep (descending in t), for lambda_min_clipped. */
+  /** lambda (half log-SNR) per train timestep, falling as t grows; for lambda_min_clipped. */
   #trainLambdas: Float32Array;
   #timesteps: readonly number[];
   #sigmas: readonly number[];
@@ -81,21 +80,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.config = resolveSchedulerConfig(DPMSolverMultistepScheduler.className, DPM_SOLVER_MULTISTEP_CONFIG_SPEC, withDiffusersRenames(config));
     const c = this.config;
     const trainSteps = c.num_train_timesteps as number;
-    const trainedBetas = c.trained_betas as number[] | null;
-    if (trainedBetas !== null && trainedBetas.length !== trainSteps) {
-      throw new ArgumentError('config.trained_betas', `num_train_timesteps (${trainSteps}) betas`, `${trainedBetas.length} betas`);
-    }
-    if (trainSteps < 2) throw new ArgumentError('config.num_train_timesteps', 'at least 2 for DPMSolverMultistepScheduler', trainSteps);
-    const ac = alphasCumprodFor(betasFor({
-      numTrainTimesteps: trainSteps,
-      betaStart: c.beta_start as number,
-      betaEnd: c.beta_end as number,
-      betaSchedule: c.beta_schedule as BetaSchedule,
-      trainedBetas,
-      rescaleBetasZeroSnr: c.rescale_betas_zero_snr as boolean,
-    }));
-    if (c.rescale_betas_zero_snr) ac[trainSteps - 1] = 2 ** -24;
-    this.#alphasCumprod = ac;
+    const ac = alphasCumprodFromConfig(c, true);
     this.alphasCumprod = Object.freeze(Array.from(ac));
     this.#trainLambdas = ac.map((a) => lambdaOf(f32(Math.sqrt(a)), f32(Math.sqrt(f32(1 - a)))));
     this.#trainSigmas = trainSigmas(ac);

@@ -3,15 +3,14 @@
  * with optional churn). Sigmas are float32 values built as diffusers builds them (NumPy float64
  * interpolation of the float32 train sigmas); the step is elementwise float32.
  */
-import { ArgumentError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import { BETA_KEYS, SPACING_KEYS, resolveSchedulerConfig, type ConfigSpec, type SchedulerConfig } from './config.js';
 import {
-  alphasCumprodFor, betasFor, karrasSigmas, logFloat32, sigmaToT, trainSigmas, type BetaSchedule,
+  alphasCumprodFromConfig, karrasSigmas, logFloat32, sigmaToT, trainSigmas,
 } from './noise-schedule.js';
 import { numpyArange, numpyInterpOnIndexGrid, numpyLinspace, roundHalfEven, torchLinspaceFloat32 } from './numerics.js';
 import {
-  checkNumInferenceSteps, checkTimestep, f32Data, indexForTimestep, noiseData, numberOption, rejectSetTimestepsOptions,
+  checkNumInferenceSteps, checkTimestep, stepOptions, f32Data, indexForTimestep, noiseData, numberOption, rejectSetTimestepsOptions,
   rolloutFinished, stepInputs, tensorOf,
 } from './step-helpers.js';
 import type { Scheduler, SetTimestepsOptions, StepOptions } from './types.js';
@@ -53,21 +52,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     this.config = resolveSchedulerConfig(EulerDiscreteScheduler.className, EULER_DISCRETE_CONFIG_SPEC, config);
     const c = this.config;
     const trainSteps = c.num_train_timesteps as number;
-    const trainedBetas = c.trained_betas as number[] | null;
-    if (trainedBetas !== null && trainedBetas.length !== trainSteps) {
-      throw new ArgumentError('config.trained_betas', `num_train_timesteps (${trainSteps}) betas`, `${trainedBetas.length} betas`);
-    }
-    if (trainSteps < 2) throw new ArgumentError('config.num_train_timesteps', 'at least 2 for EulerDiscreteScheduler', trainSteps);
-    const ac = alphasCumprodFor(betasFor({
-      numTrainTimesteps: trainSteps,
-      betaStart: c.beta_start as number,
-      betaEnd: c.beta_end as number,
-      betaSchedule: c.beta_schedule as BetaSchedule,
-      trainedBetas,
-      rescaleBetasZeroSnr: c.rescale_betas_zero_snr as boolean,
-    }));
-    // Zero terminal SNR would make the first sigma infinite; diffusers uses fp16's smallest subnormal instead.
-    if (c.rescale_betas_zero_snr) ac[trainSteps - 1] = 2 ** -24;
+    const ac = alphasCumprodFromConfig(c, true);
     this.#alphasCumprod = ac;
     this.alphasCumprod = Object.freeze(Array.from(ac));
     this.#trainSigmas = trainSigmas(ac);
@@ -148,13 +133,14 @@ export class EulerDiscreteScheduler implements Scheduler {
     return tensorOf(x.map((v) => v / scale), sample.shape);
   }
 
-  step(modelOutput: Tensor, timestep: number, sample: Tensor, options: StepOptions = {}): Tensor {
+  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor {
+    const opts = stepOptions(options);
     const t = checkTimestep(timestep);
     const { model, x: input } = stepInputs(modelOutput, sample);
-    const sChurn = numberOption(options.sChurn, 'options.sChurn', 0, 0);
-    const sTmin = numberOption(options.sTmin, 'options.sTmin', 0, -Infinity, true);
-    const sTmax = numberOption(options.sTmax, 'options.sTmax', Infinity, -Infinity, true);
-    const sNoise = numberOption(options.sNoise, 'options.sNoise', 1);
+    const sChurn = numberOption(opts.sChurn, 'options.sChurn', 0, 0);
+    const sTmin = numberOption(opts.sTmin, 'options.sTmin', 0, -Infinity, true);
+    const sTmax = numberOption(opts.sTmax, 'options.sTmax', Infinity, -Infinity, true);
+    const sNoise = numberOption(opts.sNoise, 'options.sNoise', 1);
     const index = this.#stepIndex ?? indexForTimestep(this.#timesteps, t, true, 'error');
     const sigmas = this.#sigmas;
     if (index + 1 >= sigmas.length) throw rolloutFinished(this.#timesteps.length);
@@ -165,7 +151,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     const size = input.length;
     let x = input;
     if (gamma > 0) {
-      const noise = noiseData(options.noise, sample.shape, 'when sChurn > 0');
+      const noise = noiseData(opts.noise, sample.shape, 'when sChurn > 0');
       const churn = f32(Math.sqrt(f32(f32(sigmaHat * sigmaHat) - f32(sigma * sigma))));
       const noiseScale = f32(sNoise);
       x = new Float32Array(size);

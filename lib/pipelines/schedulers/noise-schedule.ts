@@ -3,37 +3,51 @@
  * sigmas) and the sigma-space helpers of diffusers v0.30.3 (Karras and Lu schedules, sigma -> t).
  * Float32 where diffusers computes with torch float32 tensors, float64 where it uses NumPy.
  */
+import { ArgumentError } from '../../errors.js';
+import type { SchedulerConfig } from './config.js';
 import { cumprodFloat32, numpyLinspace, torchLinspaceFloat32 } from './numerics.js';
 
 const f32 = Math.fround;
 
-export const BETA_SCHEDULES = ['linear', 'scaled_linear', 'squaredcos_cap_v2'] as const;
-export type BetaSchedule = (typeof BETA_SCHEDULES)[number];
+type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
 
-export interface BetaSettings {
-  readonly numTrainTimesteps: number;
-  readonly betaStart: number;
-  readonly betaEnd: number;
-  readonly betaSchedule: BetaSchedule;
-  readonly trainedBetas: readonly number[] | null;
-  readonly rescaleBetasZeroSnr: boolean;
+/**
+ * alphas_cumprod = cumprod(1 - betas), float32 as torch stores it, from a resolved config's beta
+ * keys (num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
+ * rescale_betas_zero_snr). The sigma-based schedulers (Euler, DPM-Solver) replace a rescaled
+ * schedule's final 0 by 2^-24 (fp16's smallest subnormal), as diffusers does, so the largest sigma
+ * stays finite; they also need two train timesteps at least.
+ */
+export function alphasCumprodFromConfig(config: SchedulerConfig, sigmaBased: boolean): Float32Array {
+  const trainSteps = config.num_train_timesteps as number;
+  const trainedBetas = config.trained_betas as number[] | null;
+  if (trainedBetas !== null && trainedBetas.length !== trainSteps) {
+    throw new ArgumentError('config.trained_betas', `num_train_timesteps (${trainSteps}) betas`, `${trainedBetas.length} betas`);
+  }
+  if (sigmaBased && trainSteps < 2) {
+    throw new ArgumentError('config.num_train_timesteps', `at least 2 for ${String(config._class_name)}`, trainSteps);
+  }
+  let betas = trainedBetas !== null ? Float32Array.from(trainedBetas) : scheduledBetas(config);
+  if (config.rescale_betas_zero_snr === true) betas = rescaleZeroTerminalSnr(betas);
+  const alphasCumprod = cumprodFloat32(betas.map((b) => 1 - b));
+  if (sigmaBased && config.rescale_betas_zero_snr === true) alphasCumprod[trainSteps - 1] = 2 ** -24;
+  return alphasCumprod;
 }
 
-/** The betas as float32, from `trained_betas` or the named schedule. */
-export function betasFor(settings: BetaSettings): Float32Array {
-  const n = settings.numTrainTimesteps;
-  let betas: Float32Array;
-  if (settings.trainedBetas !== null) {
-    betas = Float32Array.from(settings.trainedBetas);
-  } else if (settings.betaSchedule === 'linear') {
-    betas = torchLinspaceFloat32(settings.betaStart, settings.betaEnd, n);
-  } else if (settings.betaSchedule === 'scaled_linear') {
-    // Latent diffusion's schedule: linear in sqrt(beta), squared in float32.
-    betas = torchLinspaceFloat32(Math.sqrt(settings.betaStart), Math.sqrt(settings.betaEnd), n).map((b) => b * b);
-  } else {
-    betas = cosineBetas(n);
+/** The named beta schedule, float32. */
+function scheduledBetas(config: SchedulerConfig): Float32Array {
+  const n = config.num_train_timesteps as number;
+  const start = config.beta_start as number;
+  const end = config.beta_end as number;
+  switch (config.beta_schedule as BetaSchedule) {
+    case 'linear':
+      return torchLinspaceFloat32(start, end, n);
+    case 'scaled_linear':
+      // Latent diffusion's schedule: linear in sqrt(beta), squared in float32.
+      return torchLinspaceFloat32(Math.sqrt(start), Math.sqrt(end), n).map((b) => b * b);
+    case 'squaredcos_cap_v2':
+      return cosineBetas(n);
   }
-  return settings.rescaleBetasZeroSnr ? rescaleZeroTerminalSnr(betas) : betas;
 }
 
 /** Glide's cosine schedule (betas_for_alpha_bar with max_beta 0.999), in float64 then stored as float32. */
@@ -65,11 +79,6 @@ export function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
   out[0] = 1 - bar[0];
   for (let i = 1; i < n; i++) out[i] = 1 - f32(bar[i] / bar[i - 1]);
   return out;
-}
-
-/** alphas_cumprod = cumprod(1 - betas), float32 as torch stores it. */
-export function alphasCumprodFor(betas: Float32Array): Float32Array {
-  return cumprodFloat32(betas.map((b) => 1 - b));
 }
 
 /** sqrt((1 - alpha bar) / alpha bar) per train timestep (ascending in t), in float32. */

@@ -4,7 +4,7 @@
  */
 import { ArgumentError } from '../../errors.js';
 import { Tensor, checkNotDisposed, isTensor } from '../../tensor.js';
-import type { NoiseSource } from './types.js';
+import type { NoiseSource, StepOptions } from './types.js';
 
 const f32 = Math.fround;
 
@@ -39,6 +39,13 @@ export function checkNumInferenceSteps(value: unknown): number {
 export function checkTimestep(value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new ArgumentError('timestep', 'a finite number (one of scheduler.timesteps)', value);
   return value;
+}
+
+/** The options argument of step(): an object, or undefined for none. */
+export function stepOptions(value: unknown): StepOptions {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object') throw new ArgumentError('options', 'an object of step options or undefined', value);
+  return value as StepOptions;
 }
 
 /** A finite number option (>= min), or its default when absent. */
