@@ -49,3 +49,4 @@ export { loadLora, applyLora } from './runtime/lora.js';
 export type { Lora, LoraModule, LoraNaming, LoraHandle, LoadLoraOptions, ApplyLoraOptions } from './runtime/lora.js';
 export { tinyDit, tinyDitInputs, TinyDitBlock } from './models/tiny-dit.js';
 export type { TinyDitOptions } from './models/tiny-dit.js';
+export * from './image/index.js';
