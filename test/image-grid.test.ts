@@ -153,6 +153,7 @@ t.test('bad arguments get ArgumentErrors naming the option or cell', async (t) =
   t.throws(() => imageGrid([cell(0), { width: 2 } as never], { rows: 1, cols: 2 }), { name: 'ArgumentError', argument: 'cells[1]' });
   t.throws(() => imageGrid('x' as never, { rows: 1, cols: 1 }), { name: 'ArgumentError', argument: 'cells' });
   t.throws(() => imageGrid(cells, null as never), { name: 'ArgumentError', argument: 'options' });
+  t.throws(() => imageGrid([cell(0, 1, 1)], { rows: 1, cols: 1, padding: 1024, scale: 64, title: 'x'.repeat(300), labelScale: 64 }), { name: 'ArgumentError', argument: 'options', message: /at most 65536 pixels/ });
 });
 
 t.test('the image API is exported from the package entry', async (t) => {

@@ -10,7 +10,7 @@
  *   p | row label           p | cell      | p | cell      | p
  */
 import { ArgumentError } from '../errors.js';
-import { checkImage, createImage, scaleImage, type Image } from './image.js';
+import { MAX_IMAGE_SIDE, checkImage, createImage, scaleImage, type Image } from './image.js';
 import { TEXT_LINE_HEIGHT, drawText, textWidth } from './text.js';
 
 export interface ImageGridOptions {
@@ -51,10 +51,11 @@ export function imageGrid(cells: readonly Image[], options: ImageGridOptions): I
 
   const p = o.padding;
   const lineHeight = TEXT_LINE_HEIGHT * o.labelScale;
-  const cellWidth = Math.max(...scaled.map((cell) => cell.width));
-  const cellHeight = Math.max(...scaled.map((cell) => cell.height));
-  const colLabelWidth = Math.max(0, ...(o.colLabels ?? []).map((label) => textWidth(label, o.labelScale)));
-  const rowLabelWidth = Math.max(0, ...(o.rowLabels ?? []).map((label) => textWidth(label, o.labelScale)));
+  const widest = (values: readonly number[]) => values.reduce((a, b) => Math.max(a, b), 0);
+  const cellWidth = widest(scaled.map((cell) => cell.width));
+  const cellHeight = widest(scaled.map((cell) => cell.height));
+  const colLabelWidth = widest((o.colLabels ?? []).map((label) => textWidth(label, o.labelScale)));
+  const rowLabelWidth = widest((o.rowLabels ?? []).map((label) => textWidth(label, o.labelScale)));
   const slotWidth = Math.max(cellWidth, colLabelWidth);
   const titleWidth = o.title === undefined ? 0 : textWidth(o.title, o.labelScale);
 
@@ -65,6 +66,9 @@ export function imageGrid(cells: readonly Image[], options: ImageGridOptions): I
   const width = Math.max(gridLeft + o.cols * (slotWidth + p), titleWidth + 2 * p);
   const height = gridTop + o.rows * (cellHeight + p);
 
+  if (width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE) {
+    throw new ArgumentError('options', `a grid at most ${MAX_IMAGE_SIDE} pixels wide and high (fewer cells, a smaller scale or padding)`, `${width}x${height}`);
+  }
   const channels = cells.every((cell) => cell.channels === 1) ? 1 : 3;
   const grid = createImage(width, height, channels, o.background);
   const ink = o.background >= 128 ? 0 : 255;

@@ -26,12 +26,9 @@ export interface TextBitmap {
  * characters outside ASCII 32-126 become '?'; the height is always TEXT_LINE_HEIGHT * scale.
  */
 export function renderText(text: string, scale = 1): TextBitmap {
-  if (typeof text !== 'string') throw new ArgumentError('text', 'a string', text);
-  if (!Number.isInteger(scale) || scale < 1 || scale > 64) throw new ArgumentError('scale', 'an integer in [1, 64]', scale);
-  const rows = text.length === 0 ? [] : pixelFonts.renderPixels(toFontCharacters(text), FONT);
-  // renderPixels pads rows only to the glyphs present, so rows may be ragged and fewer than 9.
-  const fontWidth = rows.reduce((widest, row) => Math.max(widest, row.length), 0);
-  const width = fontWidth * scale;
+  checkScale(scale);
+  const rows = fontRows(text);
+  const width = rowsWidth(rows) * scale;
   const height = TEXT_LINE_HEIGHT * scale;
   const ink = new Uint8Array(width * height);
   rows.forEach((row, y) => {
@@ -45,7 +42,23 @@ export function renderText(text: string, scale = 1): TextBitmap {
 
 /** Width in image pixels of `text` drawn at `scale`. */
 export function textWidth(text: string, scale = 1): number {
-  return renderText(text, scale).width;
+  checkScale(scale);
+  return rowsWidth(fontRows(text)) * scale;
+}
+
+/** The font's rows of 0/1 pixels for one line of text. */
+function fontRows(text: string): number[][] {
+  if (typeof text !== 'string') throw new ArgumentError('text', 'a string', text);
+  return text.length === 0 ? [] : pixelFonts.renderPixels(toFontCharacters(text), FONT);
+}
+
+/** renderPixels pads rows only to the glyphs present, so rows may be ragged and fewer than 9. */
+function rowsWidth(rows: readonly (readonly number[])[]): number {
+  return rows.reduce((widest, row) => Math.max(widest, row.length), 0);
+}
+
+function checkScale(scale: unknown): void {
+  if (!Number.isInteger(scale) || (scale as number) < 1 || (scale as number) > 64) throw new ArgumentError('scale', 'an integer in [1, 64]', scale);
 }
 
 /**
