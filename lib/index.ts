@@ -56,3 +56,4 @@ export {
 export type {
   Scheduler, SchedulerConfig, SchedulerClass, SchedulerClassName, SetTimestepsOptions, StepOptions, NoiseSource,
 } from './pipelines/schedulers/index.js';
+export * from './image/index.js';
