@@ -3,19 +3,17 @@
  * folder holding `scheduler/`), or the JSON file itself; saved with sorted keys, two-space indent,
  * Python's float notation and a trailing newline, written atomically.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ArgumentError, FileFormatError, IoError } from '../../errors.js';
+import { ArgumentError, IoError } from '../../errors.js';
 import { writeFileAtomic } from '../../io/atomic-write.js';
-import { parsePythonJson, stringifyPythonJson } from '../../io/python-json.js';
+import { stringifyPythonJson } from '../../io/python-json.js';
+import { readConfigFile } from '../../io/config-file.js';
 import { DIFFUSERS_VERSION, floatKeysOf } from './config.js';
 import { SCHEDULER_CLASSES, isSchedulerClassName } from './registry.js';
 import type { Scheduler } from './types.js';
 
 export const SCHEDULER_CONFIG_NAME = 'scheduler_config.json';
-
-/** Config files are a few KB (trained_betas included); anything far larger is not one. */
-const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 /**
  * Reads a scheduler config: `path` is a `scheduler_config.json` file, a folder holding one, or a
@@ -25,26 +23,7 @@ const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
  */
 export async function loadSchedulerConfig(path: string): Promise<Record<string, unknown>> {
   if (typeof path !== 'string' || path.length === 0) throw new ArgumentError('path', 'a non-empty path string', path);
-  const file = await findConfigFile(path);
-  let text: string;
-  try {
-    const info = await stat(file);
-    if (info.size > MAX_CONFIG_BYTES) throw new FileFormatError(file, `${info.size} bytes: expected a config file of at most ${MAX_CONFIG_BYTES} bytes`);
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    if (cause instanceof FileFormatError) throw cause;
-    throw new IoError(file, 'read', cause);
-  }
-  let value: unknown;
-  try {
-    value = parsePythonJson(text);
-  } catch (cause) {
-    throw new FileFormatError(file, `not valid JSON (${cause instanceof Error ? cause.message : String(cause)}): expected a scheduler config object`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new FileFormatError(file, 'the top-level value is not a JSON object: expected a scheduler config object');
-  }
-  return value as Record<string, unknown>;
+  return readConfigFile(await findConfigFile(path), 'a scheduler config object');
 }
 
 async function findConfigFile(path: string): Promise<string> {

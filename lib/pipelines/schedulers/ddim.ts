@@ -86,7 +86,7 @@ export class DDIMScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor {
+  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor<'f32'> {
     const opts = stepOptions(options);
     const t = checkTimestep(timestep);
     const { model, x } = stepInputs(modelOutput, sample);

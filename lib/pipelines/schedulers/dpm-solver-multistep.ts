@@ -152,7 +152,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Tensor, timestep: number, sample: Tensor): Tensor {
+  step(modelOutput: Tensor, timestep: number, sample: Tensor): Tensor<'f32'> {
     const t = checkTimestep(timestep);
     const model = f32Data(modelOutput, 'modelOutput');
     const x = f32Data(sample, 'sample');

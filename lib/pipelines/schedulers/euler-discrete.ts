@@ -133,7 +133,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     return tensorOf(x.map((v) => v / scale), sample.shape);
   }
 
-  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor {
+  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor<'f32'> {
     const opts = stepOptions(options);
     const t = checkTimestep(timestep);
     const { model, x: input } = stepInputs(modelOutput, sample);

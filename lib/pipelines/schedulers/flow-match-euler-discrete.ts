@@ -141,7 +141,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Tensor, timestep: number, sample: Tensor): Tensor {
+  step(modelOutput: Tensor, timestep: number, sample: Tensor): Tensor<'f32'> {
     const t = checkTimestep(timestep);
     const { model, x } = stepInputs(modelOutput, sample);
     const index = this.#stepIndex ?? indexForTimestep(this.#timesteps, t, true, 'error');

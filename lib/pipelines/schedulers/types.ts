@@ -49,5 +49,5 @@ export interface Scheduler {
   /** The model input for `timestep`; returns `sample` itself where diffusers does not scale it. */
   scaleModelInput(sample: Tensor, timestep: number): Tensor;
   /** One denoising step: the sample at the next timestep, as a new f32 tensor of the sample's shape. */
-  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor;
+  step(modelOutput: Tensor, timestep: number, sample: Tensor, options?: StepOptions): Tensor<'f32'>;
 }
