@@ -57,3 +57,4 @@ export type {
   Scheduler, SchedulerConfig, SchedulerClass, SchedulerClassName, SetTimestepsOptions, StepOptions, NoiseSource,
 } from './pipelines/schedulers/index.js';
 export * from './image/index.js';
+export * from './models/index.js';
