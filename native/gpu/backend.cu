@@ -45,7 +45,7 @@ int code_of(gpuError_t e) {
   if (e == gpuErrorNoDevice || e == gpuErrorInvalidDevice) return SVDQ_GPU_NO_DEVICE;
   if (e == gpuErrorInsufficientDriver || e == gpuErrorNoKernelImage || e == gpuErrorInvalidKernelImage)
     return SVDQ_GPU_DRIVER_MISMATCH;
-#if defined(SVDQ_CUDA)
+#if defined(SVDQ_CUDA) && !defined(SVDQ_EMU)
   if (e == cudaErrorUnsupportedPtxVersion || e == cudaErrorSystemDriverMismatch ||
       e == cudaErrorCompatNotSupportedOnDevice)
     return SVDQ_GPU_DRIVER_MISMATCH;

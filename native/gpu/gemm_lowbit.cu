@@ -23,6 +23,7 @@
 // order, acc = fma(P, s_w, acc).
 #include "gpu_codecs.h"
 #include "gpu_kernels.h"
+#include "gpu_matrix.h"
 
 namespace svdq_gpu {
 namespace {
@@ -62,26 +63,6 @@ __device__ __forceinline__ void elem_rc(int e, int tid, int& r, int& c) {
     c = tid % 16 + 16 * (e & 3);
   }
 }
-
-#if SVDQ_DEVICE_MMA == 1
-__device__ __forceinline__ void mma_k32(int32_t* c, const uint32_t* a, const uint32_t* b) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void mma_k16(int32_t* c, const uint32_t* a, const uint32_t* b) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(b[0]));
-}
-#endif
-
-#if SVDQ_DEVICE_MMA >= 2
-typedef int v4i32 __attribute__((ext_vector_type(4)));
-#endif
 
 // I += Σ_{k in [kb, kb+GS)} A[r][k]·B[c][k] for the thread's accumulator elements.
 template <int MODE, int GS>
@@ -132,9 +113,9 @@ __device__ __forceinline__ void group_products(const int8_t* As, const int8_t* B
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) {
           if constexpr (STEP == 32)
-            mma_k32(I + (mi * 4 + ni) * 4, a[mi], b[ni]);
+            gpu_mma_m16n8k32_s8(I + (mi * 4 + ni) * 4, a[mi], b[ni]);
           else
-            mma_k16(I + (mi * 4 + ni) * 4, a[mi], b[ni]);
+            gpu_mma_m16n8k16_s8(I + (mi * 4 + ni) * 4, a[mi], b[ni]);
         }
     }
   }
@@ -156,7 +137,7 @@ __device__ __forceinline__ void group_products(const int8_t* As, const int8_t* B
         for (int ni = 0; ni < 2; ++ni) {
           int32_t* c = I + (mi * 2 + ni) * 4;
           v4i32 acc = {c[0], c[1], c[2], c[3]};
-          acc = __builtin_amdgcn_mfma_i32_16x16x16i8(a[mi], b[ni], acc, 0, 0, 0);
+          acc = gpu_mfma_i32_16x16x16_i8(a[mi], b[ni], acc);
           c[0] = acc[0]; c[1] = acc[1]; c[2] = acc[2]; c[3] = acc[3];
         }
     }
@@ -183,7 +164,7 @@ __device__ __forceinline__ void group_products(const int8_t* As, const int8_t* B
         for (int ni = 0; ni < 2; ++ni) {
           int32_t* c = I + (mi * 2 + ni) * 4;
           v4i32 acc = {c[0], c[1], c[2], c[3]};
-          acc = __builtin_amdgcn_mfma_i32_16x16x32_i8(a[mi], b[ni], acc, 0, 0, 0);
+          acc = gpu_mfma_i32_16x16x32_i8(a[mi], b[ni], acc);
           c[0] = acc[0]; c[1] = acc[1]; c[2] = acc[2]; c[3] = acc[3];
         }
     }
@@ -268,7 +249,7 @@ __device__ __forceinline__ void epilogue_store(const LayerView& L, const ActsVie
 template <int S, int PATH>
 __global__ void __launch_bounds__(NT) gemm_kernel(LayerView L, ActsView A, float* __restrict__ Y, int epilogue,
                                                   int32_t* __restrict__ dbg) {
-#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#if defined(SVDQ_DEVICE_PASS)
   constexpr int MODE = PATH == 0 ? 0 : SVDQ_DEVICE_MMA;
 #else
   constexpr int MODE = 0;
@@ -433,9 +414,9 @@ gpuError_t launch_scheme(const LayerView& L, const ActsView& A, float* Y, bool e
                          gpuStream_t stream) {
   const dim3 grid(static_cast<unsigned int>(L.np / BN), static_cast<unsigned int>((A.m + BM - 1) / BM));
   if (path == kPathDot)
-    gemm_kernel<S, 0><<<grid, NT, 0, stream>>>(L, A, Y, epilogue ? 1 : 0, dbg);
+    SVDQ_LAUNCH(grid, NT, 0, stream, gemm_kernel<S, 0>)(L, A, Y, epilogue ? 1 : 0, dbg);
   else
-    gemm_kernel<S, 1><<<grid, NT, 0, stream>>>(L, A, Y, epilogue ? 1 : 0, dbg);
+    SVDQ_LAUNCH(grid, NT, 0, stream, gemm_kernel<S, 1>)(L, A, Y, epilogue ? 1 : 0, dbg);
   return gpuGetLastError();
 }
 
@@ -452,7 +433,7 @@ gpuError_t launch_gemm(const LayerView& L, const ActsView& A, float* Y, bool epi
     case kW8A8: return launch_scheme<kW8A8>(L, A, Y, epilogue, debug_sums, path, stream);
     case kW4A16: {
       const dim3 grid(static_cast<unsigned int>(L.np / BN), static_cast<unsigned int>((A.m + BM - 1) / BM));
-      gemm_w4a16_kernel<<<grid, NT, 0, stream>>>(L, A, Y, epilogue ? 1 : 0);
+      SVDQ_LAUNCH(grid, NT, 0, stream, gemm_w4a16_kernel)(L, A, Y, epilogue ? 1 : 0);
       return gpuGetLastError();
     }
   }

@@ -61,7 +61,7 @@ gpuError_t launch_lowrank_up(const LayerView& L, const float* D, int64_t m, floa
   if (m <= 0 || L.rank <= 0) return gpuSuccess;
   if ((m + TM - 1) / TM > 65535) return gpuErrorInvalidValue;
   const dim3 grid(static_cast<unsigned int>(L.np / TN), static_cast<unsigned int>((m + TM - 1) / TM));
-  lowrank_up_kernel<<<grid, 256, 0, stream>>>(L, D, m, U);
+  SVDQ_LAUNCH(grid, 256, 0, stream, lowrank_up_kernel)(L, D, m, U);
   return gpuGetLastError();
 }
 
@@ -70,7 +70,7 @@ gpuError_t launch_finish(const LayerView& L, const float* U, int64_t m, float* Y
   if (total <= 0 || (U == nullptr && !L.has_bias)) return gpuSuccess;
   int64_t blocks = (total + 255) / 256;
   if (blocks > 65535) blocks = 65535;
-  finish_kernel<<<static_cast<unsigned int>(blocks), 256, 0, stream>>>(L, U, total, Y);
+  SVDQ_LAUNCH(static_cast<unsigned int>(blocks), 256, 0, stream, finish_kernel)(L, U, total, Y);
   return gpuGetLastError();
 }
 

@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(NT) quantize_act_kernel(LayerView L, const flo
   __shared__ float part[NT];
   __shared__ unsigned int row_max[RB];
   __shared__ float row_param[RB];  // nvfp4: G_x; w8a8: s_x
-  extern __shared__ float dacc[];   // [RB][rank]
+  SVDQ_DYNAMIC_SHARED(float, dacc);  // [RB][rank]
 
   const int tid = threadIdx.x;
   const int64_t M = A.m;
@@ -197,7 +197,7 @@ gpuError_t launch_quantize_act(const LayerView& L, const float* X, const ActsVie
   const bool do_down = down && L.rank > 0;
   const size_t smem = do_down ? static_cast<size_t>(kQuantRows * L.rank) * sizeof(float) : 0;
   const unsigned int blocks = static_cast<unsigned int>((A.m + kQuantRows - 1) / kQuantRows);
-  quantize_act_kernel<<<blocks, kQuantThreads, smem, stream>>>(L, X, A, quant ? 1 : 0, do_down ? 1 : 0);
+  SVDQ_LAUNCH(blocks, kQuantThreads, smem, stream, quantize_act_kernel)(L, X, A, quant ? 1 : 0, do_down ? 1 : 0);
   return gpuGetLastError();
 }
 
