@@ -1,18 +1,22 @@
 #!/usr/bin/env node
 // Builds a GPU backend library and its test and benchmark executables:
 //   node scripts/build-gpu.mjs cuda [--arch=sm_80,sm_90a] [--jobs=N]   (npm run build:cuda)
-//   node scripts/build-gpu.mjs hip  [--arch=gfx90a,gfx940] [--jobs=N]  (npm run build:hip)
+//   node scripts/build-gpu.mjs hip  [--arch=gfx90a,gfx942] [--jobs=N]  (npm run build:hip)
 //   node scripts/build-gpu.mjs emu  [--arch=sm_80,gfx942] [--jobs=N] [--sanitize]  (npm run build:gpu-emu)
 // Architectures: --arch, else SVDQUANT_CUDA_ARCHS / SVDQUANT_HIP_ARCHS / SVDQUANT_EMU_ARCHS, else the
-// defaults of native/gpu/build.json. Compilers: NVCC / HIPCC (default: nvcc / hipcc on PATH), CXX for
-// the host-only files and the emulator (default g++). Sources and flags: native/gpu/build.json.
+// defaults of native/gpu/build.json; for HIP the default is every target of hip_archs that the
+// compiler accepts (each is probed; the skipped ones are listed with the compiler's reason).
+// Compilers: NVCC (default nvcc); for HIP, HIPCC when set, else the newest clang++-N (N >= 17) when
+// ROCm device libraries are installed (Debian: clang-19 + rocm-device-libs, which knows gfx942 where
+// Debian's hipcc, ROCm 5.2's clang 15, stops at gfx940), else hipcc; CXX for the host-only files and
+// the emulator (default g++). Sources and flags: native/gpu/build.json.
 // Outputs in build-gpu/: libsvdquant_<platform>.so (exports svdq_gpu_get_api; CUDA runtime linked
 // statically), test_gpu_<platform>, bench_gpu_<platform>; objects in build-gpu/obj-<platform>/.
 // The emulator (native/gpu/emu) builds, for each flavour (a CUDA or AMD target), build-gpu/emu-<arch>/
 // (emu-asan-<arch>/ with --sanitize: AddressSanitizer + UBSan) holding test_gpu, test_emu and
 // libsvdquant_<cuda|hip>.so: the same kernel sources compiled for the host.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, resolve, join, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +25,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build-gpu');
 const cfg = JSON.parse(readFileSync(join(root, 'native/gpu/build.json'), 'utf8'));
 
-const DEFAULTS = { cuda: cfg.cuda_archs, hip: 'gfx90a,gfx940', emu: cfg.emu_flavours };
+const DEFAULTS = { cuda: cfg.cuda_archs, hip: cfg.hip_archs, emu: cfg.emu_flavours };
 const ENV_ARCHS = { cuda: 'SVDQUANT_CUDA_ARCHS', hip: 'SVDQUANT_HIP_ARCHS', emu: 'SVDQUANT_EMU_ARCHS' };
 // Emulator flavours: the target macros each one compiles the kernels with (emu/emu_runtime.h).
 const EMU_FLAVOURS = {
@@ -45,13 +49,25 @@ const opt = (name) => {
   return a ? a.slice(name.length + 3) : undefined;
 };
 const sanitize = args.includes('--sanitize');
-const archList = (opt('arch') ?? process.env[ENV_ARCHS[platform]] ?? DEFAULTS[platform])
-  .split(',').map((s) => s.trim()).filter(Boolean);
+const explicitArchs = opt('arch') ?? process.env[ENV_ARCHS[platform]];
+let archList = (explicitArchs ?? DEFAULTS[platform]).split(',').map((s) => s.trim()).filter(Boolean);
 if (archList.length === 0) die('no architecture given');
 const jobs = Math.max(1, Number(opt('jobs') ?? cpus().length) || 1);
 
+const commandExists = (tool) => spawnSync('sh', ['-c', `command -v "${tool}"`], { encoding: 'utf8' }).status === 0;
+
+// The HIP compiler (see the header): { kind: 'hipcc' | 'clang', cmd, devlibs? }.
+function hipToolchain() {
+  if (process.env.HIPCC) return { kind: 'hipcc', cmd: process.env.HIPCC };
+  const devlibs = process.env.ROCM_DEVICE_LIB_PATH || '/usr/lib/x86_64-linux-gnu/amdgcn/bitcode';
+  if (existsSync(join(devlibs, 'ocml.bc')))
+    for (let v = 22; v >= 17; --v) if (commandExists(`clang++-${v}`)) return { kind: 'clang', cmd: `clang++-${v}`, devlibs };
+  return { kind: 'hipcc', cmd: 'hipcc' };
+}
+
 const cxx = process.env.CXX || 'g++';
-const compiler = platform === 'cuda' ? (process.env.NVCC || 'nvcc') : platform === 'hip' ? (process.env.HIPCC || 'hipcc') : cxx;
+const hip = platform === 'hip' ? hipToolchain() : null;
+const compiler = platform === 'cuda' ? (process.env.NVCC || 'nvcc') : platform === 'hip' ? hip.cmd : cxx;
 for (const [tool, hint] of [[compiler, platform === 'cuda'
   ? 'install the CUDA toolkit (nvcc) or set NVCC to its path'
   : platform === 'hip' ? 'install hipcc and libamdhip64-dev (apt-get install -y hipcc libamdhip64-dev) or set HIPCC'
@@ -100,8 +116,63 @@ async function compileAll(steps) {
   if (failed) die('compilation failed');
 }
 
+// clang's HIP mode needs oclc_isa_version_<target>.bc for each target; Debian's device libraries
+// (ROCm 5.2) stop at gfx940. build-gpu/rocm-device-libs/ links them all and adds the missing ones for
+// gfx94x, one constant each: the ISA version (gfx942 → 9402).
+function hipDeviceLibs(targets) {
+  const dir = join(out, 'rocm-device-libs');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(hip.devlibs)) if (f.endsWith('.bc')) symlinkSync(join(hip.devlibs, f), join(dir, f));
+  for (const t of targets) {
+    const m = /^gfx(9)(4)([0-9a-f])$/.exec(t);
+    const file = join(dir, `oclc_isa_version_${t.slice(3)}.bc`);
+    if (!m || existsSync(file)) continue;
+    const version = Number(m[1]) * 1000 + Number(m[2]) * 100 + parseInt(m[3], 16);
+    const ll = join(dir, `oclc_isa_version_${t.slice(3)}.ll`);
+    writeFileSync(ll, `target triple = "amdgcn-amd-amdhsa"\n@__oclc_ISA_version = linkonce_odr protected local_unnamed_addr addrspace(4) constant i32 ${version}, align 4\n`);
+    const r = spawnSync(hip.cmd, ['-c', '-emit-llvm', '-nogpulib', '--target=amdgcn-amd-amdhsa', ll, '-o', file], { encoding: 'utf8' });
+    if (r.status !== 0) die(`could not make ${file}: ${r.stderr}`);
+  }
+  return dir;
+}
+
+// The compiler's HIP flags (beyond build.json's): clang needs the language, the ROCm paths and code
+// object version 4, which the ROCm 5 runtime that the library links against can load.
+function hipModeFlags(devlibDir) {
+  return hip.kind === 'clang'
+    ? ['-x', 'hip', '--rocm-path=/usr', `--rocm-device-lib-path=${devlibDir}`, '-mcode-object-version=4', '-D__HIP_PLATFORM_AMD__']
+    : [];
+}
+
+// Which of `targets` the HIP compiler accepts: compiles a one-line kernel for each. Returns
+// { ok: [...], skipped: [[target, reason], ...] }.
+function probeHipTargets(targets, devlibDir) {
+  const src = join(out, 'probe-target.hip');
+  writeFileSync(src, '#include <hip/hip_runtime.h>\n__global__ void k(int* p) { p[threadIdx.x] = 1; }\n');
+  const ok = [];
+  const skipped = [];
+  for (const t of targets) {
+    const r = spawnSync(compiler, [...hipModeFlags(devlibDir), `--offload-arch=${t}`, '--offload-device-only', '-c', src, '-o', join(out, 'probe-target.o')],
+      { env, encoding: 'utf8' });
+    if (r.status === 0) ok.push(t);
+    else skipped.push([t, (r.stderr.split('\n').find((l) => /error/.test(l)) ?? `exit status ${r.status}`).trim()]);
+  }
+  return { ok, skipped };
+}
+
 async function buildDevice() {
   const archFlags = [];
+  let devlibDir = '';
+  if (platform === 'hip') {
+    mkdirSync(out, { recursive: true });
+    if (hip.kind === 'clang') devlibDir = hipDeviceLibs(archList);
+    const { ok, skipped } = probeHipTargets(archList, devlibDir);
+    for (const [t, why] of skipped) console.log(`  ${explicitArchs ? 'cannot build' : 'skipped'} ${t}: ${compiler} does not accept it (${why})`);
+    if (explicitArchs && skipped.length > 0) die(`${compiler} cannot build ${skipped.map((x) => x[0]).join(', ')}`);
+    if (ok.length === 0) die(`${compiler} accepts none of ${archList.join(', ')}`);
+    archList = ok;
+  }
   if (platform === 'cuda') {
     for (const a of archList) {
       const m = /^sm_(\d+[a-z]?)$/.exec(a);
@@ -117,8 +188,10 @@ async function buildDevice() {
       archFlags.push(`--offload-arch=${a}`);
     }
   }
-  const define = [`-DSVDQ_BUILT_ARCHS="${archList.join(',')}"`];
-  const devFlags = [...(platform === 'cuda' ? cfg.cuda_flags : cfg.hip_flags), ...archFlags];
+  // What the library holds, as backend.cu checks devices against it (with the PTX target on CUDA).
+  const ptx = archFlags.filter((f) => /code=compute_/.test(f)).map((f) => /code=(compute_\w+)/.exec(f)[1]);
+  const define = [`-DSVDQ_BUILT_ARCHS="${[...archList, ...ptx].join(',')}"`];
+  const devFlags = [...(platform === 'cuda' ? cfg.cuda_flags : cfg.hip_flags), ...hipModeFlags(devlibDir), ...archFlags];
   const objDir = join(out, `obj-${platform}`);
   mkdirSync(objDir, { recursive: true });
   const dev = (src) => ({ src: p(src), obj: join(objDir, objName(src)), cmd: compiler, argv: [...devFlags, ...inc, ...define, '-c', p(src), '-o', join(objDir, objName(src))] });
@@ -129,7 +202,8 @@ async function buildDevice() {
   const bench = dev(cfg.bench_device);
   await compileAll([...lib, ...test, bench]);
 
-  const link = platform === 'cuda' ? ['--cudart=static', ...archFlags] : [...archFlags];
+  const link = platform === 'cuda' ? ['--cudart=static', ...archFlags]
+    : hip.kind === 'clang' ? ['--hip-link', '--rocm-path=/usr', `--rocm-device-lib-path=${devlibDir}`, ...archFlags] : [...archFlags];
   const libPath = join(out, `libsvdquant_${platform}.so`);
   const libObjs = lib.map((s) => s.obj);
   const targets = [
@@ -164,7 +238,7 @@ async function buildEmu() {
     const dir = join(out, `${sanitize ? 'emu-asan' : 'emu'}-${a}`);
     dirs[a] = dir;
     mkdirSync(dir, { recursive: true });
-    const define = [...EMU_FLAVOURS[a], `-DSVDQ_BUILT_ARCHS="${a} (emulated)"`];
+    const define = [...EMU_FLAVOURS[a], `-DSVDQ_BUILT_ARCHS="${a}"`];
     steps.unshift(...perFlavour.map((s) => stepFor(s, dir, define, a)));
   }
   await compileAll(steps);
@@ -187,7 +261,7 @@ async function buildEmu() {
 }
 
 const t0 = Date.now();
-console.log(`build-gpu: ${platform}${sanitize ? ' (sanitizers)' : ''} with ${compiler} for ${archList.join(', ')} (${jobs} parallel jobs) → ${out}`);
+console.log(`build-gpu: ${platform}${sanitize ? ' (sanitizers)' : ''} with ${compiler} for ${archList.join(', ')}${platform === 'hip' && !explicitArchs ? ' (the ones it accepts)' : ''} (${jobs} parallel jobs) → ${out}`);
 if (platform === 'emu') await buildEmu();
 else await buildDevice();
-console.log(`build-gpu: ${platform} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+console.log(`build-gpu: ${platform} for ${archList.join(', ')} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -10,7 +10,8 @@
 //   - barriers that wait for nobody (SVDQ_EMU_FAULT=no-barrier) go unnoticed in sequential order
 //     (threads run in lockstep) but make test_gpu fail in a random order: random orders expose races.
 // The tap GPU tests (test/gpu-real-*.test.ts: the addon, DeviceTensor, the toggles) then run against
-// the emulated library of a CUDA and an AMD flavour, as `npm run test:gpu` would on a device.
+// the emulated library of a CUDA and an AMD flavour, as `npm run test:gpu` would on a device, and
+// once more with the emulated device claiming a target the library lacks (it must be refused).
 // --sanitize runs test_gpu of the first flavour once more, built with AddressSanitizer + UBSan (out-
 // of-bounds device-memory and shared-memory accesses, as compute-sanitizer's memcheck would).
 // Closes with one line "N passed, N failed" (each guard counts as one test).
@@ -59,6 +60,18 @@ async function mustFail(label, binary, env) {
   else failed += 1;
 }
 
+async function tapStep(label, files, env) {
+  const tap = await runStep(label, join(root, 'node_modules', '.bin', 'tap'), files, { cwd: root, env });
+  const summary = parseTapSummary(tap.out);
+  if (summary) {
+    passed += summary.passed;
+    failed += summary.failed;
+    if (tap.code !== 0 && summary.failed === 0) failed += 1;
+  } else {
+    failed += 1;
+  }
+}
+
 async function main() {
   if (!args.includes('--no-build')) {
     const b = await runStep('build the emulator flavours', process.execPath, [join(root, 'scripts/build-gpu.mjs'), 'emu', `--arch=${flavours.join(',')}`], { cwd: root });
@@ -93,20 +106,16 @@ async function main() {
     join(emuDir(raceFlavour), 'test_gpu'), { SVDQ_EMU_SCHEDULE: 'sequential', SVDQ_EMU_FAULT: 'no-barrier' });
   await mustFail(`barriers that wait for nobody, random order (${raceFlavour})`, join(emuDir(raceFlavour), 'test_gpu'),
     { SVDQ_EMU_SCHEDULE: `random:${seed}`, SVDQ_EMU_FAULT: 'no-barrier' });
+  // The tap GPU tests on each, then the refusal of a device the library holds no code for (the
+  // emulated device claims another target).
   for (const a of [cudaFlavour, amdFlavour].filter(Boolean)) {
     const platform = a.startsWith('sm_') ? 'cuda' : 'hip';
     const lib = join(emuDir(a), `libsvdquant_${platform}.so`);
-    const env = { ...process.env, SVDQ_EMU_SCHEDULE: `random:${seed}`, SVDQ_EMU_FAULT: '', SVDQUANT_TEST_REAL_GPU: '1', SVDQUANT_TEST_GPU_PLATFORM: platform,
-      [platform === 'cuda' ? 'SVDQUANT_CUDA_LIB' : 'SVDQUANT_HIP_LIB']: lib };
-    const tap = await runStep(`GPU tap tests against the emulated ${platform} backend (${a})`, join(root, 'node_modules', '.bin', 'tap'), ['test/gpu-real-*.test.ts'], { cwd: root, env });
-    const summary = parseTapSummary(tap.out);
-    if (summary) {
-      passed += summary.passed;
-      failed += summary.failed;
-      if (tap.code !== 0 && summary.failed === 0) failed += 1;
-    } else {
-      failed += 1;
-    }
+    const env = { ...process.env, SVDQ_EMU_SCHEDULE: `random:${seed}`, SVDQ_EMU_FAULT: '', SVDQ_EMU_DEVICE_ARCH: '',
+      SVDQUANT_TEST_REAL_GPU: '1', SVDQUANT_TEST_GPU_PLATFORM: platform, [platform === 'cuda' ? 'SVDQUANT_CUDA_LIB' : 'SVDQUANT_HIP_LIB']: lib };
+    await tapStep(`GPU tap tests against the emulated ${platform} backend (${a})`, ['test/gpu-real-*.test.ts'], env);
+    const other = platform === 'cuda' ? 'sm_75' : 'gfx950';
+    await tapStep(`a ${other} device is refused by the ${a} library`, ['test/gpu-real-arch.test.ts'], { ...env, SVDQ_EMU_DEVICE_ARCH: other });
   }
   if (sanitize) {
     await mustPass(`GPU tests under the emulator with ASan + UBSan (${flavours[0]}, random order)`, join(emuDir(flavours[0], true), 'test_gpu'),

@@ -203,6 +203,16 @@ gpuError_t gpuGetDeviceProperties(gpuDeviceProp_t* p, int d) {
   p->warpSize = SVDQ_EMU_WARP;
   p->totalGlobalMem = size_t(80) << 30;
   p->sharedMemPerBlock = f.default_smem;
+  // SVDQ_EMU_DEVICE_ARCH=sm_75 / gfx950: the device claims another target than the library's (tests of
+  // the refusal of a device a library holds no code for).
+  const char* other = getenv("SVDQ_EMU_DEVICE_ARCH");
+  if (other != nullptr && strncmp(other, "sm_", 3) == 0 && strlen(other) >= 5) {
+    const int v = atoi(other + 3);
+    p->major = v / 10;
+    p->minor = v % 10;
+  } else if (other != nullptr && strncmp(other, "gfx", 3) == 0) {
+    snprintf(p->gcnArchName, sizeof p->gcnArchName, "%s:sramecc+:xnack-", other);
+  }
   return gpuSuccess;
 }
 gpuError_t gpuDriverGetVersion(int* v) {
