@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import { cpus } from 'node:os';
 import { dirname, resolve, join, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { formatResources, parseAmdRemarks, parsePtxas, spills } from './gpu-resources.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build-gpu');
@@ -84,7 +85,7 @@ const p = (rel) => join(root, rel);
 const inc = cfg.include.flatMap((d) => ['-I', p(d)]);
 const objName = (src) => basename(src).replace(/\.(cu|cpp)$/, '.o');
 
-function run(cmd, argv, label) {
+function run(cmd, argv, label, quiet = false) {
   return new Promise((res) => {
     const t0 = Date.now();
     const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -95,17 +96,23 @@ function run(cmd, argv, label) {
     child.on('close', (code) => {
       const secs = (Date.now() - t0) / 1000;
       // hipcc's rocm_agent_enumerator complains without /dev/kfd; that noise is not a diagnostic.
-      const clean = text.split('\n').filter((l) => !/rocm_agent_enumerator|readFromKFD|topology_dir|target_list|kfd\/topology|^\s*\^+\s*$|^\s*File "|^Traceback|^FileNotFoundError|^\s+main\(\)|^\s+for node in/.test(l)).join('\n').trim();
+      const clean = text.split('\n').filter((l) => !/rocm_agent_enumerator|readFromKFD|topology_dir|target_list|kfd\/topology|^\s*\^+\s*$|^\s*File "|^Traceback|^FileNotFoundError|^\s+main\(\)|^\s+for node in|ptxas info|bytes stack frame|remark:/.test(l)).join('\n').trim();
       console.log(`  ${label} (${secs.toFixed(1)} s)${code === 0 ? '' : ' FAILED'}`);
-      if (clean) console.log(clean.replace(/^/gm, '    '));
+      if (clean && (!quiet || code !== 0)) console.log(clean.replace(/^/gm, '    '));
       res({ code, secs, text });
     });
   });
 }
 
 // Runs the compile steps `jobs` at a time; dies on the first failure once all have ended.
-async function compileAll(steps) {
-  const queue = steps.map((s) => () => run(s.cmd, s.argv, `compile ${s.src.slice(root.length + 1)}${s.tag ? ` [${s.tag}]` : ''}`));
+// Returns each step's compiler output, in the steps' order.
+async function compileAll(steps, what = 'compile') {
+  const texts = new Array(steps.length).fill('');
+  const queue = steps.map((s, i) => async () => {
+    const r = await run(s.cmd, s.argv, `${what} ${s.src.slice(root.length + 1)}${s.tag ? ` [${s.tag}]` : ''}`, what !== 'compile');
+    texts[i] = r.text ?? '';
+    return r;
+  });
   let failed = false;
   await Promise.all(Array.from({ length: jobs }, async () => {
     while (queue.length) {
@@ -113,7 +120,23 @@ async function compileAll(steps) {
       if (r.code !== 0) failed = true;
     }
   }));
-  if (failed) die('compilation failed');
+  if (failed) die(`${what} failed`);
+  return texts;
+}
+
+// The resource figures of every kernel (gpu-resources.mjs): printed, written to
+// build-gpu/resources-<platform>.{txt,json}; a GEMM kernel that spills to memory fails the build.
+function reportResources(rows) {
+  const lines = formatResources(rows);
+  writeFileSync(join(out, `resources-${platform}.txt`), lines.join('\n') + '\n');
+  writeFileSync(join(out, `resources-${platform}.json`), JSON.stringify(rows, null, 2) + '\n');
+  console.log(`  kernel resources (build-gpu/resources-${platform}.txt):`);
+  for (const l of lines) console.log(`    ${l}`);
+  const bad = rows.filter((r) => /^gemm/.test(r.kernel) && spills(r));
+  if (rows.length === 0) die('no kernel resource figures in the compiler output');
+  if (bad.length > 0) die(`GEMM kernels spill to memory: ${bad.map((r) => `${r.kernel} (${r.arch})`).join(', ')}`);
+  const other = rows.filter((r) => spills(r));
+  if (other.length > 0) console.log(`  note: spills outside the GEMM kernels: ${other.map((r) => `${r.kernel} (${r.arch})`).join(', ')}`);
 }
 
 // clang's HIP mode needs oclc_isa_version_<target>.bc for each target; Debian's device libraries
@@ -140,7 +163,7 @@ function hipDeviceLibs(targets) {
 // The compiler's HIP flags (beyond build.json's): clang needs the language, the ROCm paths and code
 // object version 4, which the ROCm 5 runtime that the library links against can load.
 function hipModeFlags(devlibDir) {
-  return hip.kind === 'clang'
+  return hip !== null && hip.kind === 'clang'
     ? ['-x', 'hip', '--rocm-path=/usr', `--rocm-device-lib-path=${devlibDir}`, '-mcode-object-version=4', '-D__HIP_PLATFORM_AMD__']
     : [];
 }
@@ -194,13 +217,25 @@ async function buildDevice() {
   const devFlags = [...(platform === 'cuda' ? cfg.cuda_flags : cfg.hip_flags), ...hipModeFlags(devlibDir), ...archFlags];
   const objDir = join(out, `obj-${platform}`);
   mkdirSync(objDir, { recursive: true });
-  const dev = (src) => ({ src: p(src), obj: join(objDir, objName(src)), cmd: compiler, argv: [...devFlags, ...inc, ...define, '-c', p(src), '-o', join(objDir, objName(src))] });
+  const dev = (src, extra = []) => ({ src: p(src), obj: join(objDir, objName(src)), cmd: compiler, argv: [...devFlags, ...extra, ...inc, ...define, '-c', p(src), '-o', join(objDir, objName(src))] });
   const host = (src) => ({ src: p(src), obj: join(objDir, objName(src)), cmd: cxx, argv: [...cfg.host_flags, ...inc, '-c', p(src), '-o', join(objDir, objName(src))] });
   // The slowest first, so that the parallel jobs end together.
-  const lib = [...cfg.library_device.map(dev), ...cfg.library_host.map(host)];
+  const lib = [...cfg.library_device.map((f) => dev(f, platform === 'cuda' ? ['-Xptxas', '-v'] : [])), ...cfg.library_host.map(host)];
   const test = [dev(cfg.test_device), ...cfg.test_host.map(host)];
   const bench = dev(cfg.bench_device);
-  await compileAll([...lib, ...test, bench]);
+  const texts = await compileAll([...lib, ...test, bench]);
+  if (platform === 'cuda') {
+    reportResources(texts.slice(0, cfg.library_device.length).flatMap(parsePtxas));
+  } else {
+    // clang's remarks do not name the target: one device-only pass per target.
+    const passes = archList.flatMap((a) => cfg.library_device.map((f) => ({
+      src: p(f), tag: a, cmd: compiler,
+      argv: [...cfg.hip_flags, ...hipModeFlags(devlibDir), `--offload-arch=${a}`, '--offload-device-only', '-Rpass-analysis=kernel-resource-usage',
+        ...inc, ...define, '-c', p(f), '-o', join(objDir, `resources-${a}-${objName(f)}`)],
+    })));
+    const rtexts = await compileAll(passes, 'resources of');
+    reportResources(passes.flatMap((ps, i) => parseAmdRemarks(rtexts[i], ps.tag)));
+  }
 
   const link = platform === 'cuda' ? ['--cudart=static', ...archFlags]
     : hip.kind === 'clang' ? ['--hip-link', '--rocm-path=/usr', `--rocm-device-lib-path=${devlibDir}`, ...archFlags] : [...archFlags];

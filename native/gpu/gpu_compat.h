@@ -203,6 +203,36 @@ __device__ __forceinline__ T gpu_shfl_xor(T v, int lane_mask, int width) {
 #endif
 }
 
+// Asynchronous 16-byte copies from global to shared memory: cp.async.cg on NVIDIA sm_80+ (issue,
+// commit a group, wait until at most N committed groups are in flight); elsewhere a plain copy and
+// the waits do nothing. `valid` false writes 16 zero bytes and reads nothing (src must still be a
+// mapped address). dst and src are 16-byte aligned.
+__device__ __forceinline__ void gpu_cp_async16(void* dst, const void* src, bool valid) {
+#if SVDQ_SM >= 800 && defined(SVDQ_EMU)
+  ::svdq_emu::cp_async(dst, src, 16, valid ? 16 : 0);
+#elif SVDQ_SM >= 800
+  const unsigned int d = static_cast<unsigned int>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+#else
+  *static_cast<uint4*>(dst) = valid ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
+#endif
+}
+__device__ __forceinline__ void gpu_cp_async_commit() {
+#if SVDQ_SM >= 800 && defined(SVDQ_EMU)
+  ::svdq_emu::cp_async_commit();
+#elif SVDQ_SM >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void gpu_cp_async_wait() {
+#if SVDQ_SM >= 800 && defined(SVDQ_EMU)
+  ::svdq_emu::cp_async_wait(N);
+#elif SVDQ_SM >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
 __device__ __forceinline__ int32_t gpu_dot4_s8(uint32_t a, uint32_t b, int32_t c) {
 #if defined(SVDQ_HAS_DP4A)
   return __dp4a(static_cast<int>(a), static_cast<int>(b), c);

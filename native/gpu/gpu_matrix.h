@@ -12,6 +12,14 @@
 #else
 
 #if SVDQ_DEVICE_MMA == 1
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lanes 8j..8j+7 give the addresses of the 8 rows (16
+// bytes each) of matrix j; d[j] receives row lane/4, bytes 4·(lane%4)..+3 of matrix j.
+__device__ __forceinline__ void gpu_ldmatrix_x4(uint32_t* d, const void* row) {
+  const unsigned int s = static_cast<unsigned int>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(s));
+}
 // mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32: c[4] += A (16×32, a[4]) · B (32×8, b[2]).
 __device__ __forceinline__ void gpu_mma_m16n8k32_s8(int32_t* c, const uint32_t* a, const uint32_t* b) {
   asm volatile(

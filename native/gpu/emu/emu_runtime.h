@@ -98,6 +98,13 @@ struct LaunchConfig {
 };
 void run_kernel(const LaunchConfig& cfg, KernelBody body, void* ctx);
 
+// cp.async: a copy of `bytes` from global to shared memory of which the first src_bytes come from
+// `src` and the rest are zero; it lands only when the issuing thread waits for its group (so a read
+// before the wait sees the old contents, as it may on the device).
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);  // until at most that many committed groups are in flight
+
 // What the emulator was asked to do wrong on purpose (SVDQ_EMU_FAULT): the guards' switch.
 enum Fault : int { kFaultNone = 0, kFaultLayout = 1, kFaultNoBarrier = 2 };
 int fault();
@@ -167,6 +174,17 @@ inline int atomicAdd(int* p, int v) {
   *p = old + v;
   return old;
 }
+
+#if defined(SVDQ_EMU_SM)
+// CUDA __byte_perm(x, y, s): byte n of the result is byte (s >> 4n) & 7 of the 8 bytes {y:x} (x bytes
+// 0-3, y bytes 4-7).
+inline unsigned int __byte_perm(unsigned int x, unsigned int y, unsigned int s) {
+  const uint64_t v = (static_cast<uint64_t>(y) << 32) | x;
+  unsigned int r = 0;
+  for (int n = 0; n < 4; ++n) r |= static_cast<unsigned int>((v >> (8 * ((s >> (4 * n)) & 7u))) & 0xFFu) << (8 * n);
+  return r;
+}
+#endif
 
 #if defined(SVDQ_EMU_SM) && SVDQ_EMU_SM >= 610
 // dp4a (PTX dp4a.s32.s32): c + the sum of the four products of the signed bytes of a and b.

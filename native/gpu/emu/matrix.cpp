@@ -4,6 +4,9 @@
 //   NVIDIA PTX ISA, §9.7.14.5 "Matrix Fragments for mma.m16n8k16 with integer type" and
 //     "Matrix Fragments for mma.m16n8k32" (.s8 A, B and the .s32 accumulators):
 //       groupID = %laneid >> 2, threadID_in_group = %laneid % 4.
+//   NVIDIA PTX ISA, §9.7.14.5.15 "Warp-level matrix load instruction: ldmatrix" (.m8n8 .x4 .b16):
+//     threads 8j..8j+7 hold the row addresses of matrix j; after the load four consecutive threads
+//     hold one row, thread i elements 2·(i%4) and 2·(i%4)+1 of row i/4, in register j for matrix j.
 //   AMD Matrix Instruction Calculator (github.com/ROCm/amd_matrix_instruction_calculator),
 //     --detail-instruction for CDNA2 v_mfma_i32_16x16x16i8 and CDNA3 v_mfma_i32_16x16x32_i8 /
 //     v_mfma_i32_32x32x16_i8 ("Matrix element to register mapping with no modifiers").
@@ -229,7 +232,32 @@ void split64(long v, uint32_t* r) {
   r[1] = static_cast<uint32_t>(u >> 32);
 }
 
+struct LdmatrixSlot {
+  uint32_t* d;
+  const unsigned char* row;
+};
+
+// Fault: the lanes' words taken from row lane%8 instead of lane/4 (addresses read as if each lane
+// received its own row).
+void ldmatrix_x4_op(void* const* slots, int lanes) {
+  const bool wrong = fault() == kFaultLayout;
+  uint32_t out[32][4];
+  for (int lane = 0; lane < lanes && lane < 32; ++lane)
+    for (int j = 0; j < 4; ++j) {
+      const int row = wrong ? lane % 8 : lane / 4;
+      const unsigned char* p = static_cast<const LdmatrixSlot*>(slots[8 * j + row])->row + 4 * (lane % 4);
+      memcpy(&out[lane][j], p, 4);
+    }
+  for (int lane = 0; lane < lanes && lane < 32; ++lane)
+    memcpy(static_cast<LdmatrixSlot*>(slots[lane])->d, out[lane], sizeof out[lane]);
+}
+
 }  // namespace
+
+void gpu_ldmatrix_x4(uint32_t* d, const void* row) {
+  LdmatrixSlot s{d, static_cast<const unsigned char*>(row)};
+  svdq_emu::warp_collective(&ldmatrix_x4_op, &s, "ldmatrix.x4");
+}
 
 void gpu_mma_m16n8k32_s8(int32_t* c, const uint32_t* a, const uint32_t* b) {
   MmaSlot s{c, a, b};

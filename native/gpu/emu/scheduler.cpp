@@ -36,9 +36,17 @@ namespace {
 enum class State { Ready, Barrier, Warp, Done };
 enum class Order { Sequential, Reverse, Random };
 
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes, group;
+};
+
 struct Thread {
   Fiber fiber;
   ThreadCtx ctx{};
+  std::vector<AsyncCopy> copies;  // cp.async copies not landed yet
+  int committed = 0;              // cp.async groups committed so far
   State state = State::Ready;
   const char* file = nullptr;  // where it waits
   int line = 0;
@@ -144,11 +152,26 @@ void block_current(Engine& e, State s) {
   Fiber::switch_to(t->fiber, e.main);
 }
 
+void land_copies(Thread* t, int below_group) {
+  size_t keep = 0;
+  for (size_t i = 0; i < t->copies.size(); ++i) {
+    const AsyncCopy& c = t->copies[i];
+    if (c.group < below_group) {
+      if (c.src_bytes > 0) memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
+      if (c.bytes > c.src_bytes) memset(static_cast<char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
+    } else {
+      t->copies[keep++] = c;
+    }
+  }
+  t->copies.resize(keep);
+}
+
 void thread_entry(void* arg) {
   Engine& e = engine();
   Fiber::started(e.main);
   Thread* t = static_cast<Thread*>(arg);
   e.body(e.body_ctx);
+  land_copies(t, 1 << 30);  // copies still in flight at exit land anyway
   t->state = State::Done;
   --e.live;
   if (e.at_barrier > 0) {
@@ -191,6 +214,8 @@ bool run_block(Engine& e, int nthreads) {
     Thread& t = *e.threads[static_cast<size_t>(i)];
     t.fiber.reset(&thread_entry, &t, e.stack_bytes);
     t.state = State::Ready;
+    t.copies.clear();
+    t.committed = 0;
     e.ready.push_back(i);
   }
   const int nwarps = (nthreads + SVDQ_EMU_WARP - 1) / SVDQ_EMU_WARP;
@@ -230,6 +255,18 @@ void shuffle_xor_op(void* const* slots, int lanes) {
     const int group_end = (l + s->width) & ~(s->width - 1);
     s->out = (src >= group_end || src >= lanes) ? s->in : static_cast<ShuffleSlot*>(slots[src])->in;
   }
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  Thread* t = engine().current;
+  t->copies.push_back(AsyncCopy{dst, src, bytes, src_bytes, t->committed});
+}
+
+void cp_async_commit() { ++engine().current->committed; }
+
+void cp_async_wait(int pending_groups) {
+  Thread* t = engine().current;
+  land_copies(t, t->committed - pending_groups);
 }
 
 void sync_block(const char* file, int line) {

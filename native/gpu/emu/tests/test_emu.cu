@@ -18,8 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "../../gpu_codecs.h"
 #include "../../gpu_compat.h"
 #include "../../gpu_matrix.h"
+#include "../../gpu_unpack.h"
 
 namespace svdq_emu {
 void set_schedule_for_tests(const char* spec);  // scheduler.cpp: as SVDQ_EMU_SCHEDULE
@@ -143,6 +145,33 @@ void test_matrix() {
   // (32·7)%64 + 1 = 33.
   test_spot(4, "v_mfma_i32_32x32x16_i8 A[31][4]·B[4][1]", 16, {31, 1, 0, 12, 1, 1, 0, 12, 33, 15});
 #endif
+}
+
+// ---- unpacking 4-bit codes ---------------------------------------------------------------------------
+
+// out[2h], out[2h+1]: the INT4 and E2M1 expansions of every 16-bit h (thread t: h = t, t + stride, ...).
+__global__ void unpack_kernel(uint32_t* out) {
+  const uint32_t stride = blockDim.x * gridDim.x;
+  for (uint32_t h = blockIdx.x * blockDim.x + threadIdx.x; h < 65536u; h += stride) {
+    out[2 * h] = gpu_int4x4_to_s8(h);
+    out[2 * h + 1] = gpu_e2m1x4_to_s8(h);
+  }
+}
+
+void test_unpack() {
+  uint32_t* d = nullptr;
+  gpuMalloc(reinterpret_cast<void**>(&d), 2 * 65536 * 4);
+  SVDQ_LAUNCH(64, 256, 0, nullptr, unpack_kernel)(d);
+  int bad_int4 = 0, bad_e2m1 = 0;
+  for (uint32_t h = 0; h < 65536u; ++h)
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t nib = (h >> (4 * j)) & 0xFu;
+      if (static_cast<int8_t>(d[2 * h] >> (8 * j)) != svdq_gpu::int4_of_nibble(nib)) ++bad_int4;
+      if (static_cast<int8_t>(d[2 * h + 1] >> (8 * j)) != svdq_gpu::e2m1x2_of_code(nib)) ++bad_e2m1;
+    }
+  gpuFree(d);
+  check(bad_int4 == 0, "INT4 nibbles unpack to their int8 values, all 65536 groups of four (" + std::to_string(bad_int4) + ")");
+  check(bad_e2m1 == 0, "E2M1 codes unpack to 2·value, all 65536 groups of four (" + std::to_string(bad_e2m1) + ")");
 }
 
 // ---- shuffles, barriers, dynamic shared memory -------------------------------------------------------
@@ -293,6 +322,7 @@ int main() {
   gpuGetDeviceProperties(&p, 0);
   printf("svdquant GPU emulator self-tests: %s, warp %d, matrix path %d\n", p.name, W, SVDQ_DEVICE_MMA);
   test_matrix();
+  test_unpack();
   test_shuffle();
   test_dynamic_smem();
   test_race_guard();
