@@ -358,13 +358,35 @@ __device__ __forceinline__ void fold_group(const unsigned char* st, int gi, int6
     else
       sw[j] = reinterpret_cast<const float*>(sb)[gi * BN + c];
   }
+  if constexpr (S == kMxfp4) {
+    // fl(I·2^(s_x + s_w)) in two exact steps when every scale of the thread allows it: I·2^(s_x+127)
+    // is exact while |I| < 2^14 and s_x + 127 in [−126, 100], and ·2^(s_w−127) (a normal power of two
+    // for s_w >= 1) then rounds once; otherwise scale_pow2, which handles every exponent and NaN.
+    bool fast = true;
+    float pa[Lay::NR], pb[Lay::NC];
 #pragma unroll
-  for (int e = 0; e < NACC; ++e) {
-    const float x = sx[Lay::rs(e)], w = sw[Lay::cs(e)];
-    if constexpr (S == kMxfp4)
-      acc[e] = add_rn(acc[e], scale_pow2(I[e], add_rn(x, w)));
-    else
-      acc[e] = fma_rn(mul_rn(static_cast<float>(I[e]), w), x, acc[e]);
+    for (int i = 0; i < Lay::NR; ++i) {
+      const float a = sx[i] + 127.0f;
+      fast = fast && a >= -126.0f && a <= 100.0f;  // false for NaN
+      pa[i] = float_of(static_cast<uint32_t>(static_cast<int>(a >= -126.0f && a <= 100.0f ? a : 0.0f) + 127) << 23);
+    }
+#pragma unroll
+    for (int j = 0; j < Lay::NC; ++j) {
+      fast = fast && sw[j] >= 1.0f;
+      pb[j] = float_of(static_cast<uint32_t>(static_cast<int>(sw[j] >= 1.0f ? sw[j] : 127.0f)) << 23);
+    }
+    if (fast) {
+#pragma unroll
+      for (int e = 0; e < NACC; ++e)
+        acc[e] = add_rn(acc[e], mul_rn(mul_rn(static_cast<float>(I[e]), pa[Lay::rs(e)]), pb[Lay::cs(e)]));
+    } else {
+#pragma unroll
+      for (int e = 0; e < NACC; ++e) acc[e] = add_rn(acc[e], scale_pow2(I[e], add_rn(sx[Lay::rs(e)], sw[Lay::cs(e)])));
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < NACC; ++e)
+      acc[e] = fma_rn(mul_rn(static_cast<float>(I[e]), sw[Lay::cs(e)]), sx[Lay::rs(e)], acc[e]);
   }
   if (dbg != nullptr) {
 #pragma unroll

@@ -117,6 +117,18 @@ void test_codecs() {
   check(bad == 0, "scale_pow2 rounds I·2^e once (" + std::to_string(bad) + " mismatches)");
   check(svdq_gpu::scale_pow2(5, svdq::f32_from_bits(0x7FC00000u)) != svdq_gpu::scale_pow2(5, svdq::f32_from_bits(0x7FC00000u)),
         "scale_pow2 with a NaN exponent is NaN");
+  // The GEMM's mxfp4 fast path: for E8M0 bytes e_x in [3, 227], e_w >= 1 and |I| < 2^14,
+  // fl(fl(I·2^(e_x−129))·2^(e_w−127)) is scale_pow2(I, e_x − 256 + e_w).
+  bad = 0;
+  for (int ex = 3; ex <= 227; ++ex)
+    for (int ew = 1; ew <= 254; ew += 3)
+      for (int32_t I : {1, -1, 7, -4608, 4608, 12345, -16383}) {
+        const float pa = svdq::f32_from_bits(static_cast<uint32_t>(ex - 129 + 127) << 23);
+        const float pb = svdq::f32_from_bits(static_cast<uint32_t>(ew) << 23);
+        const float fast = svdq_gpu::mul_rn(svdq_gpu::mul_rn(static_cast<float>(I), pa), pb);
+        if (fbits(fast) != fbits(svdq_gpu::scale_pow2(I, static_cast<float>(ex - 256 + ew)))) ++bad;
+      }
+  check(bad == 0, "mxfp4's two-step scaling equals scale_pow2 where the GEMM takes it (" + std::to_string(bad) + ")");
 }
 
 // ---- layers -------------------------------------------------------------------------------------------
