@@ -278,10 +278,12 @@ def classifier_stage(args):
     log(f"classifier test accuracy {accuracy:.4f}", args.work_dir)
 
 
-def save_grid(samples, rows, cols, path, scale=2, gap=2):
-    """Grayscale grid PNG of [rows*cols, 1, 28, 28] samples in [-1, 1], row-major, white gaps."""
-    from PIL import Image
+def save_grid(samples, row_names, cols, path, scale=2, gap=2, label_width=80):
+    """Grayscale grid PNG of [rows*cols, 1, 28, 28] samples in [-1, 1], row-major, each row named on
+    its left, white gaps."""
+    from PIL import Image, ImageDraw
 
+    rows = len(row_names)
     size = samples.shape[-1]
     height = rows * size + (rows + 1) * gap
     width = cols * size + (cols + 1) * gap
@@ -291,7 +293,12 @@ def save_grid(samples, rows, cols, path, scale=2, gap=2):
         r, c = divmod(i, cols)
         y, x = gap + r * (size + gap), gap + c * (size + gap)
         canvas[y : y + size, x : x + size] = pixels[i]
-    image = Image.fromarray(canvas, mode="L").resize((width * scale, height * scale), Image.NEAREST)
+    grid = Image.fromarray(canvas, mode="L").resize((width * scale, height * scale), Image.NEAREST)
+    image = Image.new("L", (label_width + grid.width, grid.height), 255)
+    image.paste(grid, (label_width, 0))
+    draw = ImageDraw.Draw(image)
+    for r, name in enumerate(row_names):
+        draw.text((4, (gap + r * (size + gap) + size // 2) * scale - 5), name, fill=0)
     tmp = f"{path}.tmp-{os.getpid()}.png"
     image.save(tmp)
     os.replace(tmp, path)
@@ -343,7 +350,7 @@ def evaluate(args):
     # Grid: the first 10 samples of each class, one class per row.
     grid_cols = min(10, per_class)
     grid = torch.cat([samples[labels == c][:grid_cols] for c in range(num_classes)])
-    save_grid(grid, num_classes, grid_cols, os.path.join(args.out_dir, "samples.png"))
+    save_grid(grid, CLASS_NAMES[:num_classes], grid_cols, os.path.join(args.out_dir, "samples.png"))
     log(f"sample accuracy {result['accuracy']:.4f} "
         + " ".join(f"{k}={v:.2f}" for k, v in result["accuracy_per_class"].items()), args.work_dir)
     log(f"held-out eps MSE {result['heldout_eps_mse']:.4f}; sampling took {sample_minutes:.1f} min",
