@@ -9,6 +9,8 @@ Input [B, 1, 28, 28] in [-1, 1] (the DiT's pixel scale); output logits [B, 10]. 
   fc2.weight [10, 64], fc2.bias [10]             logits; argmax = predicted class
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,22 +31,21 @@ class FashionClassifier(nn.Module):
 
 
 def train_classifier(images, labels, epochs, batch_size, seed, log):
-    """Adam, lr 1e-3 halved each epoch, with random shifts of up to 2 pixels so that it does not lean
-    on exact positions (generated images are not pixel-aligned with the data)."""
+    """Adam with a per-epoch cosine learning rate from 1e-3; no augmentation (generated images are
+    centred like the data they imitate)."""
     torch.manual_seed(seed)
     model = FashionClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
         for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * 0.5 ** epoch
+            group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         order = torch.randperm(len(images), generator=generator)
         total, count = 0.0, 0
         model.train()
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            batch = random_shift(images[index], 2, generator)
-            loss = F.cross_entropy(model(batch), labels[index])
+            loss = F.cross_entropy(model(images[index]), labels[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -53,14 +54,6 @@ def train_classifier(images, labels, epochs, batch_size, seed, log):
         log(f"classifier epoch {epoch + 1}/{epochs}: train loss {total / count:.4f}")
     model.eval()
     return model
-
-
-def random_shift(images, max_shift, generator):
-    """Shift every image by the same random (dy, dx) in [-max_shift, max_shift], filling with -1."""
-    dy, dx = (torch.randint(-max_shift, max_shift + 1, (2,), generator=generator)).tolist()
-    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
-    h, w = images.shape[-2:]
-    return padded[..., max_shift + dy : max_shift + dy + h, max_shift + dx : max_shift + dx + w]
 
 
 @torch.no_grad()
