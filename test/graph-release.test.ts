@@ -27,9 +27,11 @@ t.test('releaseF32 frees the arrays native ops allocated, and nothing else', asy
   t.equal(y.data.length, 64 * 32);
   t.equal(native().releaseF32((y.data as Float32Array).subarray(1)), false, 'a view of part of the buffer: left alone');
   t.equal(y.data.length, 64 * 32);
-  t.equal(native().releaseF32(y.data as Float32Array), true);
-  t.equal(y.data.length, 0, 'the buffer is detached');
-  t.equal(native().releaseF32(y.data as Float32Array), false, 'a second release does nothing');
+  const storage = y.data as Float32Array;
+  t.equal(native().releaseF32(storage), true);
+  t.equal(storage.length, 0, 'the buffer is detached');
+  t.ok(y.disposed, 'the tensor over it counts as disposed');
+  t.equal(native().releaseF32(storage), false, 'a second release does nothing');
   const own = new Float32Array([1, 2, 3]);
   t.equal(native().releaseF32(own), false, "a JavaScript-allocated array: left alone");
   t.same([...own], [1, 2, 3]);
@@ -42,7 +44,7 @@ t.test('a Sequential of library layers releases its intermediates', async (t) =>
   t.ok(mayReleaseIntermediates(model));
   const x = randomTensor([4, 16], 1, rng(2));
   const y = await model.call(x);
-  t.equal(spy.seen[0].data.length, 0, "the first Linear's output was freed once the spy was done with it");
+  t.ok(spy.seen[0].disposed, "the first Linear's output was freed once the spy was done with it");
   t.equal(x.data.length, 64, 'the caller’s input is never released');
   t.equal(y.data.length, 32, 'nor the output');
 });

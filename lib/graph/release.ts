@@ -51,8 +51,9 @@ export function mayReleaseIntermediates(module: Module): boolean {
  */
 export function releaseIntermediates(owner: Module, dead: readonly Tensor[], live: readonly Tensor[]): void {
   if (!mayReleaseIntermediates(owner)) return;
-  const kept = new Set<ArrayBufferLike>(live.map((t) => t.data.buffer));
+  // A disposed tensor has no storage left to keep or free (and its `data` throws).
+  const kept = new Set<ArrayBufferLike>(live.filter((t) => !t.disposed).map((t) => t.data.buffer));
   for (const t of dead) {
-    if (t.dtype === 'f32' && !kept.has(t.data.buffer)) native().releaseF32(t.data as Float32Array);
+    if (t.dtype === 'f32' && !t.disposed && !kept.has(t.data.buffer)) native().releaseF32(t.data as Float32Array);
   }
 }
