@@ -1,6 +1,6 @@
 /** `svdquant demo`, run as a user would (spawned dist/cli/main.js), on a small built-in model. */
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertOneLineError, requireBuiltCli, svdquant } from './support/cli.js';
 
@@ -64,4 +64,17 @@ t.test('demo usage errors: one line, exit code 2', async (t) => {
   assertOneLineError(t, await svdquant(['demo', 'extra']), 2, /unexpected argument 'extra'/);
   assertOneLineError(t, await svdquant(['demo', '--quiet', '--verbose']), 2, /exclude each other/);
   assertOneLineError(t, await svdquant(['demo', '--frobnicate']), 2, /demo: Unknown option '--frobnicate'/);
+});
+
+t.test('demo --export to an unusable folder fails at once, never hangs (issue 18)', async (t) => {
+  const dir = t.testdir({ file: 'x', files: { 'model.safetensors': {} } });
+  // `demo --export /proc/foo` used to spin forever in Node's recursive mkdir.
+  if (process.platform === 'linux') {
+    assertOneLineError(t, await svdquant(['demo', '--export', '/proc/svdquant-test']), 1,
+      /^svdquant: could not create the directory '\/proc\/svdquant-test': '\/proc' is on the kernel's proc pseudo file system: expected a directory on an ordinary file system\n$/);
+  }
+  assertOneLineError(t, await svdquant(['demo', '--export', join(dir, 'file', 'sub')]), 1, /'.*file' is a regular file, not a directory/);
+  assertOneLineError(t, await svdquant(['demo', '--export', '/dev/null']), 1, /'\/dev\/null' is a character device, not a directory/);
+  assertOneLineError(t, await svdquant(['demo', '--export', join(dir, 'files')]), 1, /could not write '.*model\.safetensors': it is a directory/);
+  t.same(readdirSync(dir).sort(), ['file', 'files']);
 });

@@ -46,14 +46,18 @@ export async function writeFileAtomic(
   await sweepStaleTemps(directory);
   const tempPath = tempPathFor(destination);
 
+  // Tracked before it exists: a signal that arrives while open() completes must already find it.
+  // (Should open finish on its worker thread after the exit handler ran, the sweep of a later write
+  // removes the file: its writer is dead by then.)
+  trackTemp(tempPath);
   let handle: FileHandle;
   try {
     // 'wx': fail rather than reuse a file that happens to have the same name.
     handle = await open(tempPath, 'wx', mode);
   } catch (cause) {
+    untrackTemp(tempPath);
     throw new IoError(target, 'create a temporary file to write', cause);
   }
-  trackTemp(tempPath);
 
   let stage = 'write';
   try {

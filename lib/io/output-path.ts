@@ -33,7 +33,8 @@ const PSEUDO_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
 ]);
 
 /** What a path is, in words, for error messages ("a directory", "a character device", ...). */
-function kindOf(stats: { isDirectory(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isFIFO(): boolean; isSocket(): boolean; isSymbolicLink(): boolean }): string {
+function kindOf(stats: { isFile(): boolean; isDirectory(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isFIFO(): boolean; isSocket(): boolean; isSymbolicLink(): boolean }): string {
+  if (stats.isFile()) return 'a regular file';
   if (stats.isDirectory()) return 'a directory';
   if (stats.isCharacterDevice()) return 'a character device';
   if (stats.isBlockDevice()) return 'a block device';
@@ -93,7 +94,9 @@ export async function resolveOutputFile(file: string, action = 'write'): Promise
   try {
     link = await lstat(target);
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw new IoError(file, action, cause);
+    // ENOTDIR: a parent is a file; checkDirectory below names it.
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new IoError(file, action, cause);
   }
   if (link?.isSymbolicLink() === true) {
     try {
@@ -132,7 +135,9 @@ export async function checkOutputDirectory(dir: string, options: { create: boole
       break;
     } catch (cause) {
       if (cause instanceof IoError) throw cause;
-      if ((cause as NodeJS.ErrnoException).code !== 'ENOENT' || !options.create) throw new IoError(dir, 'use the directory', cause);
+      // ENOENT: missing; ENOTDIR: a file on the way, which the walk up reaches and names.
+      const code = (cause as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || !options.create) throw new IoError(dir, 'use the directory', cause);
       const parent = dirname(existing);
       if (parent === existing) throw new IoError(dir, 'create the directory', cause);
       existing = parent;
