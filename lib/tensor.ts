@@ -238,6 +238,7 @@ export class Tensor<D extends DType = DType> {
     if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') {
       throw new ArgumentError('dtype', "'f32', 'f16' or 'bf16'", dtype);
     }
+    checkNotDisposed(this, 'tensor');
     if ((this.dtype as DType) === dtype) return this as unknown as Tensor<T>;
     const f32 = this.toFloat32Storage();
     if (dtype === 'f32') return new Tensor(CONSTRUCT, 'f32', this.shape, f32) as unknown as Tensor<T>;
