@@ -19,6 +19,8 @@ t.test('demo prints one table with every scheme asked for, progress on stderr', 
   t.match(r.stdout, /^time: [\d.]+ s in all: building the model [\d.]+ s, fp32 runs [\d.]+ s, calibration \+ quantization [\d.]+ s, reference path [\d.]+ s, native runs [\d.]+ s$/m,
     'says where the time went');
   t.match(r.stderr, /^demo: \[1\/3\] w4a4: calibrating/m, 'progress lines');
+  t.match(r.stdout, /^machine: .+, \d+ CPUs; load average [\d.]+ [\d.]+ [\d.]+ at the start, [\d.]+ [\d.]+ [\d.]+ at the end\.\nTimes depend on this machine and its load/m,
+    'says what the times depend on (issue 18)');
 });
 
 t.test('demo --json: a report whose figures are consistent', async (t) => {
@@ -28,7 +30,10 @@ t.test('demo --json: a report whose figures are consistent', async (t) => {
   const report = JSON.parse(r.stdout) as {
     rows: Array<{ scheme: string; relErrorReference: number; relErrorNative: number; psnrDb: number | null; modelMs: number; speedupModel: number; weightBytes: number; ratioToBf16: number }>;
     model: { dim: number; linearLayers: number }; seconds: { total: number };
+    machine: { cpu: string; cpus: number; loadAverageStart: number[]; loadAverageEnd: number[] };
   };
+  t.equal(report.machine.loadAverageStart.length, 3, 'the load the times were measured under');
+  t.ok(report.machine.cpus >= 1);
   t.same(report.rows.map((row) => row.scheme), ['fp32', 'w4a4', 'w8a8']);
   t.equal(report.model.dim, 64);
   t.equal(report.model.linearLayers, 6);
