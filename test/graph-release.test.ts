@@ -156,3 +156,26 @@ t.test('scopes: a module frees what its forward made, keeps what it returns, and
   const viaChain = await chain([1, 2], x, async (n, s) => add(s, n));
   t.same([...viaChain.data], [...x.data].map((v) => Math.fround(Math.fround(v + 1) + 2)), 'chain outside a module: plain sequence');
 });
+
+t.test('scopes skip tensors the code disposed itself (their data throws since issue 18)', async (t) => {
+  const { add, gelu: g, withScope, chain } = await import('../lib/index.js');
+  const x = Tensor.fromArray([0.5, -1, 2, 3], [2, 2]);
+  // An op output disposed inside the scope, and a disposed one returned as part of the result.
+  let early: Tensor | undefined;
+  const result = await withScope(async () => {
+    early = await g(x);
+    early.dispose();
+    const gone = await add(x, 1);
+    gone.dispose();
+    return { out: await add(x, 2), gone };
+  });
+  t.ok(early!.disposed && result.gone.disposed && !result.out.disposed, 'no error, the live result kept');
+  t.same([...result.out.data], [...x.data].map((v) => v + 2));
+  // chain: a step that disposes the state it returned to the next step.
+  const out = await withScope(() => chain([1, 2], x, async (n, s) => {
+    const next = await add(s, n);
+    if (n === 2) s.dispose();
+    return next;
+  }));
+  t.same([...out.data], [...x.data].map((v) => v + 3), 'chain with a state disposed by its step');
+});
