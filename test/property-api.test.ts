@@ -82,6 +82,22 @@ t.test('Tensor.fromArray: the values rounded to f32, or a typed error', async (t
   t.pass('fromArray');
 });
 
+t.test('Tensor.fromIntegers: exactly those integers as i32/i64, or a typed error', async (t) => {
+  const integer = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }), fc.double(), junk);
+  const values = fc.oneof({ weight: 4, arbitrary: fc.array(integer, { maxLength: 12 }) }, { weight: 1, arbitrary: junk });
+  const dtype = fc.oneof(fc.constantFrom('i32', 'i64', undefined), junk);
+  fc.assert(fc.property(values, fc.option(shapeArb, { nil: undefined }), dtype, (vals, shape, dt) => {
+    const r = typed(() => Tensor.fromIntegers(vals as number[], shape as number[] | undefined, dt as 'i64'));
+    if (!r.ok) return true;
+    const x = r.value;
+    const want = Array.from(vals as Array<number | bigint>, (v) => BigInt(v));
+    const limit = x.dtype === 'i32' ? 2n ** 31n : 2n ** 63n;
+    return (x.dtype === (dt ?? 'i64')) && x.numel === want.length &&
+      want.every((v, i) => v >= -limit && v < limit && BigInt(x.data[i]) === v);
+  }), runs(300));
+  t.pass('fromIntegers');
+});
+
 t.test('Tensor.fromBytes / fromStorage: storage of exactly the right size is wrapped, anything else refused', async (t) => {
   fc.assert(fc.property(shapeArb, dtypeArb, fc.integer({ min: 0, max: 64 }), (shape, dtype, byteCount) => {
     const bytes = new Uint8Array(byteCount).map((_, i) => i * 37);
