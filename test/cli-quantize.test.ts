@@ -174,15 +174,17 @@ t.test('Ctrl-C or SIGTERM while quantize writes leaves no temporary file (issue 
     });
     const left = readdirSync(outDir);
     t.same(left.filter((f) => f.endsWith('.svdq-tmp')), [], `${signal}: no temporary file left (${outcome.signal ?? `exit ${outcome.code}`})`);
-    if (outcome.signal === signal) {
-      midWrite++;
-      t.notOk(existsSync(out), 'interrupted before the rename: no output');
-    } else {
-      t.equal(outcome.code, 0, 'finished before the signal arrived');
+    if (outcome.signal !== signal) t.equal(outcome.code, 0, 'finished before the signal arrived');
+    if (existsSync(out)) {
+      // Renamed before the signal landed (on a busy machine the signal can arrive after the rename
+      // and still end the process before it exits): the output must then be complete.
       const net = tinyDit(MODEL);
-      t.equal((await loadCheckpoint(out, net)).replaced.length, 12, 'a complete checkpoint');
+      t.equal((await loadCheckpoint(out, net)).replaced.length, 12, 'an output present is a complete checkpoint');
+    } else {
+      t.equal(outcome.signal, signal, 'no output only when the signal ended the run');
+      midWrite++;
     }
     for (const f of readdirSync(outDir)) (await import('node:fs')).rmSync(join(outDir, f));
   }
-  t.comment(`${midWrite} of 4 runs were interrupted mid-write`);
+  t.comment(`${midWrite} of 4 runs were interrupted before the rename`);
 });
