@@ -44,13 +44,16 @@ export class FileFormatError extends SvdquantError {
   }
 }
 
-/** A weight tensor holds NaN or Inf where quantization needs finite values. */
+/**
+ * A tensor holds NaN or Inf where finite values are needed: weights being quantized, or calibration
+ * inputs (`expected` then says what was expected, and `where` may locate the value, e.g. the token).
+ */
 export class NonFiniteError extends SvdquantError {
   readonly tensor: string;
   /** Flat element index of the first non-finite value. */
   readonly index: number;
-  constructor(tensor: string, index: number, value: number) {
-    super('ERR_SVDQ_NONFINITE', `tensor '${tensor}' holds a non-finite value (${value}) at flat index ${index}: expected only finite values when quantizing weights`);
+  constructor(tensor: string, index: number, value: number, expected = 'only finite values when quantizing weights', where = '') {
+    super('ERR_SVDQ_NONFINITE', `tensor '${tensor}' holds a non-finite value (${value}) at flat index ${index}${where}: expected ${expected}`);
     this.tensor = tensor;
     this.index = index;
   }
@@ -145,14 +148,19 @@ export class GpuUnsupportedError extends GpuError {
   }
 }
 
-/** Short, bounded text for a value in an error message. */
-export function describeValue(value: unknown): string {
+/**
+ * Short, bounded text for a value in an error message. Nested arrays are shown 3 levels deep at most,
+ * so a hostile value (a header with 100 000 nested arrays) cannot overflow the stack.
+ */
+export function describeValue(value: unknown, depth = 0): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value);
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'symbol') return 'a symbol';
   if (Array.isArray(value)) {
-    const inner = value.slice(0, 8).map(describeValue).join(', ');
+    if (depth >= 3) return value.length === 0 ? '[]' : '[...]';
+    const inner = value.slice(0, 8).map((item) => describeValue(item, depth + 1)).join(', ');
     return `[${inner}${value.length > 8 ? ', ...' : ''}]`;
   }
   if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as ArrayBufferView).byteLength} bytes)`;

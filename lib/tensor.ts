@@ -94,18 +94,48 @@ function storageLength(dtype: DType, shape: readonly number[], numel: number, ar
   return numel / 2;
 }
 
+/** Allocates storage, turning the engine's RangeError (too long, or out of memory) into an ArgumentError. */
+function allocate(dtype: DType, shape: readonly number[], length: number): Storage {
+  try {
+    return INFO[dtype].make(length);
+  } catch (cause) {
+    if (!(cause instanceof RangeError)) throw cause;
+    const bytes = (length * Math.max(8, INFO[dtype].bits)) / 8;
+    throw new ArgumentError('shape', `a shape whose storage can be allocated (${bytes} bytes for dtype '${dtype}' failed: ${cause.message})`, shape);
+  }
+}
+
+/** Only the factory methods below may construct a Tensor; `new Tensor()` from outside is refused. */
+const CONSTRUCT = Symbol('Tensor.construct');
+
 export class Tensor<D extends DType = DType> {
   readonly dtype: D;
   readonly shape: readonly number[];
   readonly device: Device = 'cpu';
-  /** Row-major contiguous storage; for packed dtypes, one byte per two elements. */
-  readonly data: StorageOf[D];
+  readonly #data: StorageOf[D];
+  /** Whether the shape has elements (a detached, 0-byte storage then means "freed"). */
+  readonly #hasElements: boolean;
   #disposed = false;
 
-  private constructor(dtype: D, shape: readonly number[], data: StorageOf[D]) {
+  private constructor(token: symbol, dtype: D, shape: readonly number[], data: StorageOf[D]) {
+    if (token !== CONSTRUCT) {
+      throw new ArgumentError('new Tensor()', 'no direct construction: use Tensor.zeros, Tensor.fromArray, Tensor.fromStorage or Tensor.fromBytes');
+    }
     this.dtype = dtype;
     this.shape = shape;
-    this.data = data;
+    this.#data = data;
+    this.#hasElements = shape.every((d) => d > 0);
+  }
+
+  /**
+   * Row-major contiguous storage; for packed dtypes, one byte per two elements. Reading it from a
+   * disposed tensor throws an ArgumentError (its storage is gone or no longer the tensor's).
+   */
+  get data(): StorageOf[D] {
+    if (this.#disposed || (this.#hasElements && this.#data.byteLength === 0)) {
+      throw new ArgumentError('tensor', 'a tensor that has not been disposed (its storage was freed)', this.toString());
+    }
+    return this.#data;
   }
 
   /** A zero-filled tensor. */
@@ -113,7 +143,7 @@ export class Tensor<D extends DType = DType> {
     const dt = checkDType(dtype, 'dtype') as D;
     const s = checkShape(shape);
     const n = storageLength(dt, s, shapeNumel(s), 'shape');
-    return new Tensor(dt, s, INFO[dt].make(n) as StorageOf[D]);
+    return new Tensor(CONSTRUCT, dt, s, allocate(dt, s, n) as StorageOf[D]);
   }
 
   /**
@@ -131,7 +161,7 @@ export class Tensor<D extends DType = DType> {
     if ((data as ArrayLike<number>).length !== n) {
       throw new ArgumentError('data', `${n} elements of storage for shape [${s.join(', ')}] and dtype '${dt}'`, `${(data as ArrayLike<number>).length} elements`);
     }
-    return new Tensor(dt, s, data);
+    return new Tensor(CONSTRUCT, dt, s, data);
   }
 
   /** An f32 tensor from numbers (copied). `shape` defaults to [values.length]. */
@@ -143,7 +173,16 @@ export class Tensor<D extends DType = DType> {
     if (shapeNumel(s) !== values.length) {
       throw new ArgumentError('shape', `a shape with ${values.length} elements`, s);
     }
-    return new Tensor('f32', s, Float32Array.from(values));
+    // Typed arrays hold numbers by construction; anything else is checked element by element,
+    // since Float32Array.from would turn {} or 'x' into NaN without a word.
+    if (!ArrayBuffer.isView(values)) {
+      for (let i = 0; i < values.length; i++) {
+        if (typeof values[i] !== 'number') throw new ArgumentError(`values[${i}]`, 'a number', values[i]);
+      }
+    }
+    const data = allocate('f32', s, values.length) as Float32Array;
+    data.set(values as ArrayLike<number>);
+    return new Tensor(CONSTRUCT, 'f32', s, data);
   }
 
   /**
@@ -163,8 +202,8 @@ export class Tensor<D extends DType = DType> {
       const ok = typeof v === 'bigint' ? v >= -BigInt(limit) && v < BigInt(limit) : Number.isSafeInteger(v) && v >= -limit && v < limit;
       if (!ok) throw new ArgumentError(`values[${i}]`, `an integer that fits in ${dtype}`, v);
     }
-    if (dtype === 'i64') return new Tensor('i64', s, BigInt64Array.from(values as ArrayLike<number | bigint>, (v) => BigInt(v)));
-    return new Tensor('i32', s, Int32Array.from(values as ArrayLike<number | bigint>, (v) => Number(v)));
+    if (dtype === 'i64') return new Tensor(CONSTRUCT, 'i64', s, BigInt64Array.from(values as ArrayLike<number | bigint>, (v) => BigInt(v)));
+    return new Tensor(CONSTRUCT, 'i32', s, Int32Array.from(values as ArrayLike<number | bigint>, (v) => Number(v)));
   }
 
   /** Wraps raw little-endian bytes (for example a safetensors tensor) as a tensor of `dtype`, copying once if unaligned. */
@@ -178,7 +217,7 @@ export class Tensor<D extends DType = DType> {
       throw new ArgumentError('bytes', `${n * unit} bytes for shape [${s.join(', ')}] and dtype '${dt}'`, `${bytes.byteLength} bytes`);
     }
     const aligned = bytes.byteOffset % unit === 0 ? bytes : bytes.slice();
-    return new Tensor(dt, s, info.view(aligned.buffer, aligned.byteOffset, n) as StorageOf[D]);
+    return new Tensor(CONSTRUCT, dt, s, info.view(aligned.buffer, aligned.byteOffset, n) as StorageOf[D]);
   }
 
   get ndim(): number {
@@ -200,17 +239,18 @@ export class Tensor<D extends DType = DType> {
 
   /** Same storage, another shape with the same number of elements. */
   reshape(shape: readonly number[]): Tensor<D> {
+    const data = this.data;
     const s = checkShape(shape);
     if (shapeNumel(s) !== this.numel) {
       throw new ArgumentError('shape', `a shape with ${this.numel} elements (the tensor's [${this.shape.join(', ')}])`, s);
     }
     storageLength(this.dtype, s, this.numel, 'shape');
-    return new Tensor(this.dtype, s, this.data);
+    return new Tensor(CONSTRUCT, this.dtype, s, data);
   }
 
   /** A deep copy. */
   clone(): Tensor<D> {
-    return new Tensor(this.dtype, this.shape, this.data.slice() as StorageOf[D]);
+    return new Tensor(CONSTRUCT, this.dtype, this.shape, this.data.slice() as StorageOf[D]);
   }
 
   /**
@@ -221,13 +261,14 @@ export class Tensor<D extends DType = DType> {
     if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') {
       throw new ArgumentError('dtype', "'f32', 'f16' or 'bf16'", dtype);
     }
+    checkNotDisposed(this, 'tensor');
     if ((this.dtype as DType) === dtype) return this as unknown as Tensor<T>;
     const f32 = this.toFloat32Storage();
-    if (dtype === 'f32') return new Tensor('f32', this.shape, f32) as unknown as Tensor<T>;
+    if (dtype === 'f32') return new Tensor(CONSTRUCT, 'f32', this.shape, f32) as unknown as Tensor<T>;
     const out = new Uint16Array(f32.length);
     if (dtype === 'f16') f32ToF16Bits(f32, out);
     else f32ToBf16Bits(f32, out);
-    return new Tensor(dtype, this.shape, out as StorageOf[T]);
+    return new Tensor(CONSTRUCT, dtype, this.shape, out as StorageOf[T]);
   }
 
   /** The values as numbers (decoding f16/bf16; i64 as Number; packed and scale dtypes are not decodable here). */
@@ -274,8 +315,8 @@ export class Tensor<D extends DType = DType> {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    const data = this.data;
-    if (data instanceof Float32Array) loadedNative()?.releaseF32(data);
+    const data = this.#data;
+    if (data instanceof Float32Array && data.byteLength > 0) loadedNative()?.releaseF32(data);
   }
 
   [Symbol.dispose](): void {
@@ -284,7 +325,7 @@ export class Tensor<D extends DType = DType> {
 
   /** Whether the storage was freed: by dispose() on this tensor or on a tensor sharing its storage. */
   get disposed(): boolean {
-    return this.#disposed || (this.data.byteLength === 0 && this.numel > 0);
+    return this.#disposed || (this.#hasElements && this.#data.byteLength === 0);
   }
 
   toString(): string {

@@ -4,12 +4,17 @@ import { spawn } from 'node:child_process';
 export function runStep(label, command, args, options = {}) {
   return new Promise((resolve) => {
     process.stdout.write(`\n== ${label}: ${command} ${args.join(' ')}\n`);
+    const started = performance.now();
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
     let out = '';
     child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
     child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
     child.on('error', (err) => resolve({ code: 127, out: out + String(err) }));
-    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), out }));
+    child.on('close', (code, signal) => {
+      // A figure for the reader (how long each step took on this machine), never a check.
+      process.stdout.write(`== ${label}: ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+      resolve({ code: code ?? (signal ? 128 : 1), out });
+    });
   });
 }
 

@@ -1,6 +1,6 @@
 /** `svdquant calibrate`, run as a user would: the grid, the ranking, results.json and summary.txt. */
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertOneLineError, requireBuiltCli, svdquant } from './support/cli.js';
 
@@ -55,4 +55,14 @@ t.test('calibrate usage errors', async (t) => {
   assertOneLineError(t, await svdquant(['calibrate', '--holdout', '1']), 2, /--holdout expects a number in \[0\.01, 0\.9\]/);
   assertOneLineError(t, await svdquant(['calibrate', '--residual', 'awq']), 2, /--residual: unknown value 'awq'/);
   assertOneLineError(t, await svdquant(['calibrate', '--dim', '32', '--heads', '2', '--layers', 'nothing.*', '-q']), 2, /no layer matches --layers nothing\.\*/);
+});
+
+t.test('calibrate -o an unusable folder fails before the grid runs (issue 18)', async (t) => {
+  const dir = t.testdir({ file: 'x' });
+  // One line on stderr and nothing else: the grid (progress lines) never started.
+  if (process.platform === 'linux') {
+    assertOneLineError(t, await svdquant(['calibrate', '-o', '/proc/svdquant-test']), 1, /^svdquant: could not create the directory '\/proc\/svdquant-test': '\/proc' is on the kernel's proc pseudo file system/);
+  }
+  assertOneLineError(t, await svdquant(['calibrate', '-o', join(dir, 'file')]), 1, /'.*file' is a regular file, not a directory/);
+  t.same(readdirSync(dir), ['file']);
 });

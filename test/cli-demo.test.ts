@@ -1,6 +1,6 @@
 /** `svdquant demo`, run as a user would (spawned dist/cli/main.js), on a small built-in model. */
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertOneLineError, requireBuiltCli, svdquant } from './support/cli.js';
 
@@ -19,6 +19,8 @@ t.test('demo prints one table with every scheme asked for, progress on stderr', 
   t.match(r.stdout, /^time: [\d.]+ s in all: building the model [\d.]+ s, fp32 runs [\d.]+ s, calibration \+ quantization [\d.]+ s, reference path [\d.]+ s, native runs [\d.]+ s$/m,
     'says where the time went');
   t.match(r.stderr, /^demo: \[1\/3\] w4a4: calibrating/m, 'progress lines');
+  t.match(r.stdout, /^machine: .+, \d+ CPUs; load average [\d.]+ [\d.]+ [\d.]+ at the start, [\d.]+ [\d.]+ [\d.]+ at the end\.\nTimes depend on this machine and its load/m,
+    'says what the times depend on (issue 18)');
 });
 
 t.test('demo --json: a report whose figures are consistent', async (t) => {
@@ -28,7 +30,10 @@ t.test('demo --json: a report whose figures are consistent', async (t) => {
   const report = JSON.parse(r.stdout) as {
     rows: Array<{ scheme: string; relErrorReference: number; relErrorNative: number; psnrDb: number | null; modelMs: number; speedupModel: number; weightBytes: number; ratioToBf16: number }>;
     model: { dim: number; linearLayers: number }; seconds: { total: number };
+    machine: { cpu: string; cpus: number; loadAverageStart: number[]; loadAverageEnd: number[] };
   };
+  t.equal(report.machine.loadAverageStart.length, 3, 'the load the times were measured under');
+  t.ok(report.machine.cpus >= 1);
   t.same(report.rows.map((row) => row.scheme), ['fp32', 'w4a4', 'w8a8']);
   t.equal(report.model.dim, 64);
   t.equal(report.model.linearLayers, 6);
@@ -64,4 +69,17 @@ t.test('demo usage errors: one line, exit code 2', async (t) => {
   assertOneLineError(t, await svdquant(['demo', 'extra']), 2, /unexpected argument 'extra'/);
   assertOneLineError(t, await svdquant(['demo', '--quiet', '--verbose']), 2, /exclude each other/);
   assertOneLineError(t, await svdquant(['demo', '--frobnicate']), 2, /demo: Unknown option '--frobnicate'/);
+});
+
+t.test('demo --export to an unusable folder fails at once, never hangs (issue 18)', async (t) => {
+  const dir = t.testdir({ file: 'x', files: { 'model.safetensors': {} } });
+  // `demo --export /proc/foo` used to spin forever in Node's recursive mkdir.
+  if (process.platform === 'linux') {
+    assertOneLineError(t, await svdquant(['demo', '--export', '/proc/svdquant-test']), 1,
+      /^svdquant: could not create the directory '\/proc\/svdquant-test': '\/proc' is on the kernel's proc pseudo file system: expected a directory on an ordinary file system\n$/);
+  }
+  assertOneLineError(t, await svdquant(['demo', '--export', join(dir, 'file', 'sub')]), 1, /'.*file' is a regular file, not a directory/);
+  assertOneLineError(t, await svdquant(['demo', '--export', '/dev/null']), 1, /'\/dev\/null' is a character device, not a directory/);
+  assertOneLineError(t, await svdquant(['demo', '--export', join(dir, 'files')]), 1, /could not write '.*model\.safetensors': it is a directory/);
+  t.same(readdirSync(dir).sort(), ['file', 'files']);
 });

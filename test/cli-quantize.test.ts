@@ -104,3 +104,87 @@ t.test('quantize refuses to overwrite without --force, and bad input leaves no f
   assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', model]), 2, /must name a new file/);
   assertOneLineError(t, await svdquant(['quantize', join(dir, 'missing.safetensors'), '--calib', calib, '-o', out2]), 1, /missing\.safetensors/);
 });
+
+t.test('bad outputs and options fail before any work: one line, no progress, no file (issue 18)', async (t) => {
+  const dir = t.testdir();
+  const { model, calib } = await exported(dir);
+  const files = readdirSync(dir).sort();
+  // The one-line check (no progress line before the error) shows that nothing was quantized.
+  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', join(dir, 'missing-dir', 'x.safetensors')]), 1,
+    /^svdquant: could not write '.*x\.safetensors': directory '.*missing-dir' does not exist\n$/);
+  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', dir, '--force']), 1, /it is a directory: expected a regular file or a new file name/);
+  if (existsSync('/dev/full')) {
+    assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', '/dev/full', '--force']), 1,
+      /^svdquant: could not write '\/dev\/full': it is a character device: expected a regular file or a new file name\n$/);
+    t.ok(statSync('/dev/full').isCharacterDevice(), '/dev/full is still the device');
+  }
+  if (process.platform === 'linux') {
+    assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', '/proc/x.safetensors']), 1, /'\/proc' is on the kernel's proc pseudo file system/);
+  }
+  // A rank the layers cannot hold: refused, not clipped (a clipped layer was 4.3x its bf16 size).
+  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', join(dir, 'r.safetensors'), '--rank', '500']), 2,
+    /^svdquant: quantize: --rank 500 is above min\(N, K\) = 64 of layer '0\.attn\.to_q' \(64x64\): give --rank 64 or less, or skip small layers with --min-dim or --exclude\n$/);
+  t.same(readdirSync(dir).sort(), files, 'nothing written anywhere');
+});
+
+t.test('NaN or Inf in the calibration inputs: exit 1 naming the layer, token and channel; no file (issue 18)', async (t) => {
+  const dir = t.testdir();
+  const { model } = await exported(dir);
+  for (const bad of [NaN, Infinity]) {
+    const x = new Float32Array(4 * 64).fill(0.5);
+    x[2 * 64 + 5] = bad;
+    const calib = join(dir, `calib-${bad}.safetensors`);
+    await writeSafetensors(calib, [{ name: '0.attn.to_k', dtype: 'F32', shape: [4, 64], data: x }]);
+    const out = join(dir, `q-${bad}.safetensors`);
+    assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out, '-q']), 1,
+      new RegExp(`^svdquant: tensor '0\\.attn\\.to_k \\(calibration input\\)' holds a non-finite value \\(${bad}\\) at flat index 133 \\(token 2, channel 5 of this batch\\): expected finite calibration inputs`));
+    t.notOk(existsSync(out), 'no output');
+  }
+  t.same(readdirSync(dir).filter((f) => f.includes('svdq-tmp')), [], 'no temporary files');
+});
+
+t.test('Ctrl-C or SIGTERM while quantize writes leaves no temporary file (issue 18)', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { watch } = await import('node:fs');
+  const { CLI } = await import('./support/cli.js');
+  const dir = t.testdir();
+  const { model, calib } = await exported(dir);
+  const outDir = join(dir, 'out');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(outDir);
+  let midWrite = 0;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGINT', 'SIGTERM'] as const) {
+    const out = join(outDir, 'q.safetensors');
+    // The signal goes out as soon as the temporary file appears: usually mid-write, sometimes just
+    // after the rename (then the run completes). Either way nothing may be left behind.
+    const outcome = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'quantize', model, '--calib', calib, '-o', out, '--force', '-q', '--rank', '8'], { stdio: 'ignore' });
+      const watcher = watch(outDir, (_event, name) => {
+        if (typeof name === 'string' && name.endsWith('.svdq-tmp')) {
+          watcher.close();
+          child.kill(signal);
+        }
+      });
+      const guard = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.on('exit', (code, sig) => {
+        clearTimeout(guard);
+        watcher.close();
+        resolve({ code, signal: sig });
+      });
+    });
+    const left = readdirSync(outDir);
+    t.same(left.filter((f) => f.endsWith('.svdq-tmp')), [], `${signal}: no temporary file left (${outcome.signal ?? `exit ${outcome.code}`})`);
+    if (outcome.signal !== signal) t.equal(outcome.code, 0, 'finished before the signal arrived');
+    if (existsSync(out)) {
+      // Renamed before the signal landed (on a busy machine the signal can arrive after the rename
+      // and still end the process before it exits): the output must then be complete.
+      const net = tinyDit(MODEL);
+      t.equal((await loadCheckpoint(out, net)).replaced.length, 12, 'an output present is a complete checkpoint');
+    } else {
+      t.equal(outcome.signal, signal, 'no output only when the signal ended the run');
+      midWrite++;
+    }
+    for (const f of readdirSync(outDir)) (await import('node:fs')).rmSync(join(outDir, f));
+  }
+  t.comment(`${midWrite} of 4 runs were interrupted before the rename`);
+});

@@ -27,9 +27,11 @@ t.test('releaseF32 frees the arrays native ops allocated, and nothing else', asy
   t.equal(y.data.length, 64 * 32);
   t.equal(native().releaseF32((y.data as Float32Array).subarray(1)), false, 'a view of part of the buffer: left alone');
   t.equal(y.data.length, 64 * 32);
-  t.equal(native().releaseF32(y.data as Float32Array), true);
-  t.equal(y.data.length, 0, 'the buffer is detached');
-  t.equal(native().releaseF32(y.data as Float32Array), false, 'a second release does nothing');
+  const storage = y.data as Float32Array;
+  t.equal(native().releaseF32(storage), true);
+  t.equal(storage.length, 0, 'the buffer is detached');
+  t.ok(y.disposed, 'the tensor over it counts as disposed');
+  t.equal(native().releaseF32(storage), false, 'a second release does nothing');
   const own = new Float32Array([1, 2, 3]);
   t.equal(native().releaseF32(own), false, "a JavaScript-allocated array: left alone");
   t.same([...own], [1, 2, 3]);
@@ -42,7 +44,7 @@ t.test('a Sequential of library layers releases its intermediates', async (t) =>
   t.ok(mayReleaseIntermediates(model));
   const x = randomTensor([4, 16], 1, rng(2));
   const y = await model.call(x);
-  t.equal(spy.seen[0].data.length, 0, "the first Linear's output was freed once the spy was done with it");
+  t.ok(spy.seen[0].disposed, "the first Linear's output was freed once the spy was done with it");
   t.equal(x.data.length, 64, 'the caller’s input is never released');
   t.equal(y.data.length, 32, 'nor the output');
 });
@@ -153,4 +155,27 @@ t.test('scopes: a module frees what its forward made, keeps what it returns, and
   t.ok(inner!.disposed && !kept.disposed, 'withScope');
   const viaChain = await chain([1, 2], x, async (n, s) => add(s, n));
   t.same([...viaChain.data], [...x.data].map((v) => Math.fround(Math.fround(v + 1) + 2)), 'chain outside a module: plain sequence');
+});
+
+t.test('scopes skip tensors the code disposed itself (their data throws since issue 18)', async (t) => {
+  const { add, gelu: g, withScope, chain } = await import('../lib/index.js');
+  const x = Tensor.fromArray([0.5, -1, 2, 3], [2, 2]);
+  // An op output disposed inside the scope, and a disposed one returned as part of the result.
+  let early: Tensor | undefined;
+  const result = await withScope(async () => {
+    early = await g(x);
+    early.dispose();
+    const gone = await add(x, 1);
+    gone.dispose();
+    return { out: await add(x, 2), gone };
+  });
+  t.ok(early!.disposed && result.gone.disposed && !result.out.disposed, 'no error, the live result kept');
+  t.same([...result.out.data], [...x.data].map((v) => v + 2));
+  // chain: a step that disposes the state it returned to the next step.
+  const out = await withScope(() => chain([1, 2], x, async (n, s) => {
+    const next = await add(s, n);
+    if (n === 2) s.dispose();
+    return next;
+  }));
+  t.same([...out.data], [...x.data].map((v) => v + 3), 'chain with a state disposed by its step');
 });

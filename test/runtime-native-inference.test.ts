@@ -3,7 +3,7 @@
 // round trip, 64 concurrent forwards, typed argument and backend errors.
 import t from 'tap';
 import {
-  Tensor, Linear, Sequential, ErrorCorrectedLinear, NativeLinear, quantizeModel, enableNativeInference,
+  Tensor, Linear, Module, Sequential, ErrorCorrectedLinear, NativeLinear, quantizeModel, enableNativeInference,
   disableNativeInference, BackendUnavailableError, FORMATS, SCHEMES,
 } from '../lib/index.js';
 import { buildModel, calibration, input, bitsEqual, snapshot } from './support/model-fixture.js';
@@ -56,9 +56,20 @@ t.test('shared layers, the root, and layers that saw no calibration inputs are s
   const r2 = await quantizeModel(new Linear(16, 16, { seed: 9 }), {}, [[x]]);
   t.match(r2.skipped, [{ name: '', reason: /root/ }]);
   t.equal(r2.layers.length, 0);
-  const r3 = await quantizeModel(new Sequential(new Linear(16, 16, { seed: 10 })), { rank: 2 }, []);
-  t.match(r3.skipped, [{ name: '0', reason: /no calibration inputs/ }]);
-  t.equal(r3.layers.length, 0);
+  // A layer the forward never calls gets no inputs: skipped with the reason.
+  class UsesOne extends Module {
+    constructor() {
+      super();
+      this.registerModule('used', new Linear(16, 16, { seed: 10 }));
+      this.registerModule('unused', new Linear(16, 16, { seed: 11 }));
+    }
+    override async forward(input: Tensor): Promise<Tensor> {
+      return this.getSubmodule('used').call(input);
+    }
+  }
+  const r3 = await quantizeModel(new UsesOne(), { rank: 2 }, [[x]]);
+  t.match(r3.skipped, [{ name: 'unused', reason: /no calibration inputs/ }]);
+  t.same(r3.layers.map((l) => l.name), ['used']);
 });
 
 t.test('a failed quantize leaves the model exactly as it was', async (t) => {
@@ -173,4 +184,62 @@ t.test('backend and argument errors', async (t) => {
   const src = nat.source;
   const xz = input(5);
   t.ok(bitsEqual((await nat.call(xz)).data, (await src.call(xz)).data), 'a disposed native layer runs its source (reference path)');
+});
+
+t.test('quantize without calibration, or with a rank the layers cannot hold, is an ArgumentError; the model is untouched (issue 18)', async (t) => {
+  const model = buildModel();
+  const before = snapshot(model);
+  // Before: resolved "successfully" with every layer skipped.
+  await t.rejects(quantizeModel(model, { rank: 8 }), { name: 'ArgumentError', argument: 'calibration', message: /expected at least one batch of calibration inputs/ });
+  await t.rejects(quantizeModel(model, { rank: 8, scheme: 'w4a16' }, (function* () {})()), { name: 'ArgumentError', argument: 'calibration' }, 'no scheme is exempt, w4a16 included');
+  t.same(snapshot(model), before);
+  // Before: silently clipped to min(N, K) = 40 for the head (a layer larger than its bf16 form).
+  let consumed = false;
+  const batches = (function* () {
+    consumed = true;
+    yield* calibration();
+  })();
+  await t.rejects(quantizeModel(model, { rank: 41 }, batches), {
+    name: 'ArgumentError', argument: 'config.rank',
+    message: /^invalid argument 'config\.rank': expected at most min\(N, K\) = 40 for layer '2' \(40x96\); exclude the layer or raise minDim to skip small layers, got 41$/,
+  });
+  t.notOk(consumed, 'refused before any calibration ran');
+  t.same(snapshot(model), before);
+  const r = await quantizeModel(model, { rank: 41, exclude: ['2'] }, calibration());
+  t.same(r.layers.map((l) => [l.name, l.rank]), [['1.fc1', 41], ['1.fc2', 41]], 'excluding the small layer is the way out');
+});
+
+t.test('NaN or Inf reaching a layer during calibration: NonFiniteError naming the layer; the model is untouched (issue 18)', async (t) => {
+  const model = buildModel();
+  const before = snapshot(model);
+  const batches = calibration();
+  batches[2][0].data[3 * 96 + 17] = Number.NaN;
+  // Before: accepted, with NaN errors in the report.
+  await t.rejects(quantizeModel(model, { rank: 8 }, batches), {
+    name: 'NonFiniteError', code: 'ERR_SVDQ_NONFINITE', tensor: '1.fc1 (calibration input)', message: /\(token 3, channel \d+ of this batch\): expected finite calibration inputs/,
+  });
+  t.same(snapshot(model), before);
+  for (const [, m] of model.namedModules()) t.equal(m.forwardHookCount, 0, 'hooks removed');
+});
+
+t.test('disableNativeInference during a forward: layers already run stay native, later ones run the reference path (documented)', async (t) => {
+  const model = buildModel();
+  await quantizeModel(model, { rank: 8 }, calibration());
+  const x = input(7);
+  const reference = (await model.call(x)).data;
+  await enableNativeInference(model, { backend: 'cpu' });
+  const native = (await model.call(x)).data;
+  const fc1 = model.getSubmodule('1.fc1') as NativeLinear;
+  const fc2 = (model.getSubmodule('1.fc2') as NativeLinear).source;
+  const head = (model.getSubmodule('2') as NativeLinear).source;
+  // The mixed result, step by step: fc1 native, fc2 and the head on the reference path.
+  const h = await fc1.call(await model.getSubmodule('0').call(x));
+  const expected = (await head.call(await fc2.call(await model.getSubmodule('1.act').call(h)))).data;
+  const hook = fc1.registerForwardHook(() => void disableNativeInference(model));
+  const mixed = (await model.call(x)).data;
+  hook.remove();
+  t.ok(bitsEqual(mixed, expected), 'fc1 ran natively, fc2 and the head on the reference path');
+  t.notOk(bitsEqual(mixed, native), 'so the output matches neither the native path');
+  t.notOk(bitsEqual(mixed, reference), 'nor the reference path');
+  t.ok(bitsEqual((await model.call(x)).data, reference), 'the next forward is all reference again');
 });

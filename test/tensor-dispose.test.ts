@@ -20,7 +20,7 @@ t.test('dispose frees a native output now and V8 stops counting it', async (t) =
   // process.memoryUsage() itself allocates a few external bytes; the 512 KiB must be gone.
   t.ok(before - after >= bytes - 4096, `external memory fell by ${before - after} bytes, about the ${bytes} freed`);
   t.ok(y.disposed);
-  t.equal(y.data.length, 0, 'the storage is gone');
+  t.throws(() => y.data, { code: 'ERR_SVDQ_ARGUMENT', message: /not been disposed/ }, 'the storage is gone: reading it is a typed error');
   t.ok(view.disposed, 'a reshape view shares the storage, so it is disposed too');
   t.match(y.toString(), /disposed/);
   t.doesNotThrow(() => y.dispose(), 'idempotent');
@@ -36,11 +36,13 @@ t.test('Symbol.dispose disposes (for `using`)', async (t) => {
 
 t.test('a JavaScript-owned tensor is marked disposed but its array is left to the collector', async (t) => {
   const x = Tensor.fromArray([1, 2, 3, 4], [2, 2]);
+  const view = x.reshape([4]);
+  const data = view.data;
   x.dispose();
   t.ok(x.disposed);
-  t.same([...x.data], [1, 2, 3, 4], 'nothing to free early: the array is intact');
-  const view = x.reshape([4]);
+  t.same([...data], [1, 2, 3, 4], 'nothing to free early: the array is intact');
   t.notOk(view.disposed, 'a view of JavaScript-owned storage is not affected (its storage still exists)');
+  t.throws(() => x.data, { code: 'ERR_SVDQ_ARGUMENT' }, 'but the disposed tensor itself refuses every use');
 });
 
 t.test('ops and modules reject a disposed input with an ArgumentError naming it', async (t) => {

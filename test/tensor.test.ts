@@ -77,3 +77,41 @@ t.test('shape, dtype, storage and views', async (t) => {
   t.throws(() => packed.toArray(), /dequantize/);
   t.same(Tensor.fromStorage(new Int8Array([-3, 4]), [2], 'i8').to('f32').toArray(), [-3, 4]);
 });
+
+t.test('bad construction is an ArgumentError naming the argument (issue 18)', async (t) => {
+  // Storage too large for a typed array: before, a bare RangeError.
+  for (const shape of [[1e6, 1e6], [1e5, 1e5]]) {
+    t.throws(() => Tensor.zeros(shape, 'f32'), { name: 'ArgumentError', argument: 'shape', message: /^invalid argument 'shape': expected a shape whose storage can be allocated \(/ }, `zeros([${shape}])`);
+  }
+  // Values that are not numbers: before, silently NaN.
+  t.throws(() => Tensor.fromArray([{}, 'x'] as unknown as number[]), { name: 'ArgumentError', argument: 'values[0]', message: /expected a number, got an object \(Object\)/ });
+  t.throws(() => Tensor.fromArray([1, 'x'] as unknown as number[]), { name: 'ArgumentError', argument: 'values[1]', message: /got "x"/ });
+  t.throws(() => Tensor.fromArray([1, undefined] as unknown as number[]), { name: 'ArgumentError', argument: 'values[1]' });
+  t.same(Tensor.fromArray(new Int8Array([1, -2])).toArray(), [1, -2], 'typed arrays are numbers by construction');
+  t.same(Tensor.fromArray([NaN, Infinity]).toArray(), [NaN, Infinity], 'NaN and Inf are numbers: kept');
+  // The constructor is private: before, `new Tensor()` made a tensor with no shape.
+  const Ctor = Tensor as unknown as new (...args: unknown[]) => Tensor;
+  t.throws(() => new Ctor(), { name: 'ArgumentError', argument: 'new Tensor()', message: /use Tensor\.zeros, Tensor\.fromArray/ });
+  t.throws(() => new Ctor('f32', [1], new Float32Array(1)), { name: 'ArgumentError' });
+});
+
+t.test('every use of a disposed tensor is an ArgumentError, never a TypeError (issue 18)', async (t) => {
+  const { gelu } = await import('../lib/graph/index.js');
+  // Engine-allocated storage (detached on dispose) and JavaScript-owned storage (only marked).
+  for (const make of [async () => gelu(Tensor.fromArray([1, 2, 3, 4], [2, 2])), async () => Tensor.fromArray([1, 2, 3, 4], [2, 2])]) {
+    const x = await make();
+    const view = x.reshape([4]);
+    x.dispose();
+    const uses: Array<[string, () => unknown]> = [
+      ['data', () => x.data], ['toArray', () => x.toArray()], ['clone', () => x.clone()], ['to(f16)', () => x.to('f16')],
+      ['to(f32)', () => x.to('f32').data], ['bytes', () => x.bytes()], ['byteLength', () => x.byteLength], ['reshape', () => x.reshape([4])],
+    ];
+    for (const [label, use] of uses) {
+      t.throws(use, { name: 'ArgumentError', code: 'ERR_SVDQ_ARGUMENT', message: /expected a tensor that has not been disposed/ }, label);
+    }
+    t.match(x.toString(), /disposed/, 'toString still works');
+    t.equal(x.numel, 4, 'so do shape and numel');
+    if (view.disposed) t.throws(() => view.toArray(), { name: 'ArgumentError' }, 'a view of freed storage is disposed too');
+    else t.same(view.toArray(), [1, 2, 3, 4], 'a view of JavaScript-owned storage keeps working');
+  }
+});

@@ -4,10 +4,11 @@
  * while calibration tokens ran through the model, named after the layer: the format `quantize` and
  * `calibrate` read), and `calibrate` without files works on the same data in memory.
  */
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LayerNorm, Linear } from '../graph/layers.js';
 import type { Module } from '../graph/module.js';
+import { checkOutputDirectory, checkOutputFile, makeDirectory } from '../io/output-path.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import type { SafetensorsTensorInput } from '../io/safetensors-encode.js';
 import { tensorToSafetensors } from '../io/tensor-bridge.js';
@@ -65,8 +66,14 @@ export async function builtinCalibratedLayers(options: TinyDitOptions, tokens: n
   return layers;
 }
 
-/** Writes DIR/model.safetensors and DIR/calib.safetensors; returns their paths. */
+/**
+ * Writes DIR/model.safetensors and DIR/calib.safetensors; returns their paths. DIR and the two
+ * targets are checked before the model is built (IoError), so a bad DIR fails at once.
+ */
 export async function exportDemoFiles(dir: string, options: TinyDitOptions, tokens: number): Promise<{ model: string; calib: string; layers: number }> {
+  const paths = { model: join(dir, 'model.safetensors'), calib: join(dir, 'calib.safetensors') };
+  await checkOutputDirectory(dir, { create: true });
+  if (existsSync(dir)) for (const file of [paths.model, paths.calib]) await checkOutputFile(file);
   const o = resolveTinyDitOptions(options);
   const model = tinyDit(o);
   const params: SafetensorsTensorInput[] = [];
@@ -78,8 +85,7 @@ export async function exportDemoFiles(dir: string, options: TinyDitOptions, toke
   }
   const inputs = await recordLinearInputs(model, o.dim, tokens);
   const calib = [...inputs].map(([name, t]) => tensorToSafetensors(name, t));
-  await mkdir(dir, { recursive: true });
-  const paths = { model: join(dir, 'model.safetensors'), calib: join(dir, 'calib.safetensors') };
+  await makeDirectory(dir);
   const about = { producer: 'svdquant demo --export', model: `tiny-dit ${JSON.stringify(o)}` };
   await writeSafetensors(paths.model, params, about);
   await writeSafetensors(paths.calib, calib, { ...about, calibration_tokens: String(tokens) });

@@ -41,8 +41,10 @@ export function tensorsIn(value: unknown, out: Tensor[] = [], depth = 0): Tensor
   return out;
 }
 
+// A tensor disposed already (by model code, or as a view of a freed one) has no storage left to keep
+// or free, and its `data` throws: every walk below skips it.
 function storageOf(tensors: readonly Tensor[]): Set<ArrayBufferLike> {
-  return new Set(tensors.map((t) => t.data.buffer));
+  return new Set(tensors.filter((t) => !t.disposed).map((t) => t.data.buffer));
 }
 
 /**
@@ -58,6 +60,7 @@ export function keep<T>(value: T): T {
 function close(scope: Scope, result: unknown): void {
   const live = storageOf(tensorsIn(result));
   for (const t of scope.tracked) {
+    if (t.disposed) continue;
     if (live.has(t.data.buffer)) scope.parent?.tracked.add(t);
     else if (scope.releasable) t.dispose();
   }
@@ -106,7 +109,7 @@ export async function chain<M, S>(items: Iterable<M>, state: S, step: (item: M, 
     if (scope !== undefined && scope.releasable) {
       const live = storageOf(tensorsIn(next));
       for (const t of tensorsIn(value)) {
-        if (scope.tracked.has(t) && !live.has(t.data.buffer) && !initial.has(t.data.buffer)) {
+        if (scope.tracked.has(t) && !t.disposed && !live.has(t.data.buffer) && !initial.has(t.data.buffer)) {
           scope.tracked.delete(t);
           t.dispose();
         }

@@ -4,22 +4,25 @@
  *
  * The content goes to a uniquely named temporary file in the same directory (rename is only atomic
  * within one file system), which is fsynced, renamed over the target, and then the directory is
- * fsynced so the rename itself survives a crash. On any failure the temporary file is removed.
+ * fsynced so the rename itself survives a crash. On any failure the temporary file is removed; on
+ * SIGINT/SIGTERM/SIGHUP too, and those a killed process left are swept before the next write to the
+ * same folder (temp-files.ts). Only regular files are replaced: a target that is a directory, a
+ * device (/dev/full), a pipe or a socket is refused before anything is written; a symbolic link
+ * to a regular file is kept and the file it points to is replaced.
  */
 
-import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { ArgumentError, IoError, SvdquantError } from '../errors.js';
+import { resolveOutputFile } from './output-path.js';
+import { sweepStaleTemps, tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
+
+export { ATOMIC_TEMP_PREFIX, ATOMIC_TEMP_SUFFIX } from './temp-files.js';
 
 export interface AtomicWriteOptions {
   /** Permission bits for the new file (before the umask); default 0o666. */
   readonly mode?: number;
 }
-
-/** Prefix and suffix of temporary files, so tests and cleanup tools can recognise them. */
-export const ATOMIC_TEMP_PREFIX = '.';
-export const ATOMIC_TEMP_SUFFIX = '.svdq-tmp';
 
 /**
  * Creates or replaces `target` with the content that `write` puts into the (empty) file handle it
@@ -37,18 +40,22 @@ export async function writeFileAtomic(
   if (typeof write !== 'function') throw new ArgumentError('write', 'a function', write);
   const mode = options.mode ?? 0o666;
 
-  const directory = dirname(target);
-  const tempPath = join(
-    directory,
-    // The name is cut so the temporary name stays within common 255-byte file-name limits.
-    `${ATOMIC_TEMP_PREFIX}${basename(target).slice(0, 100)}.${process.pid}.${randomBytes(6).toString('hex')}${ATOMIC_TEMP_SUFFIX}`,
-  );
+  // Refuses devices, directories, pipes and unusable folders before anything is created.
+  const destination = await resolveOutputFile(target);
+  const directory = dirname(destination);
+  await sweepStaleTemps(directory);
+  const tempPath = tempPathFor(destination);
 
+  // Tracked before it exists: a signal that arrives while open() completes must already find it.
+  // (Should open finish on its worker thread after the exit handler ran, the sweep of a later write
+  // removes the file: its writer is dead by then.)
+  trackTemp(tempPath);
   let handle: FileHandle;
   try {
     // 'wx': fail rather than reuse a file that happens to have the same name.
     handle = await open(tempPath, 'wx', mode);
   } catch (cause) {
+    untrackTemp(tempPath);
     throw new IoError(target, 'create a temporary file to write', cause);
   }
 
@@ -65,13 +72,15 @@ export async function writeFileAtomic(
     stage = 'close the temporary file for';
     await handle.close();
     stage = 'move the temporary file into place at';
-    await rename(tempPath, target);
+    await rename(tempPath, destination);
   } catch (error) {
     await handle.close().catch(() => undefined);
     await unlink(tempPath).catch(() => undefined);
+    untrackTemp(tempPath);
     if (error instanceof SvdquantError || stage === 'write') throw error;
     throw new IoError(target, stage, error);
   }
+  untrackTemp(tempPath);
   await syncDirectory(directory);
 }
 

@@ -1,10 +1,13 @@
 /**
- * Duplicate-key detection for JSON text.
+ * Scans of JSON text that `JSON.parse` does not do: duplicate keys and nesting depth.
  *
  * `JSON.parse` keeps the last of two equal keys and says nothing, so a file whose header names a
  * tensor twice would silently lose one entry. This scanner walks the text once (iteratively, so deep
  * nesting cannot overflow the stack) and reports the first object that repeats a key. It expects
  * text that `JSON.parse` already accepted; on anything else it stops without a finding.
+ *
+ * jsonNestingDepth measures how deeply arrays and objects nest, so a reader can refuse a header
+ * nested thousands of levels deep before any recursive code (validation, error messages) sees it.
  */
 
 /** Where a repeated key was found. */
@@ -104,4 +107,31 @@ function decodeJsonString(text: string, start: number, end: number): string | un
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The deepest nesting of arrays and objects in `text` (0 for a scalar, 1 for `{}`), counting only
+ * brackets outside strings; stops counting once `limit` is exceeded and returns limit + 1.
+ */
+export function jsonNestingDepth(text: string, limit = Number.MAX_SAFE_INTEGER): number {
+  let depth = 0;
+  let deepest = 0;
+  const length = text.length;
+  for (let i = 0; i < length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = findStringEnd(text, i);
+      if (end < 0) break;
+      i = end;
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      if (depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return limit + 1;
+      }
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return deepest;
 }

@@ -10,7 +10,7 @@
  */
 
 import { ArgumentError, FileFormatError, describeValue } from '../errors.js';
-import { findDuplicateJsonKey } from './json-keys.js';
+import { findDuplicateJsonKey, jsonNestingDepth } from './json-keys.js';
 
 export const SAFETENSORS_DTYPES = [
   'F64',
@@ -49,6 +49,13 @@ export const SAFETENSORS_PREFIX_BYTES = 8;
 
 /** Largest header accepted (100 MiB), so a corrupt length field cannot make us allocate gigabytes. */
 export const SAFETENSORS_MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/**
+ * Deepest nesting of arrays and objects accepted in a header. A valid header nests 3 deep (header
+ * object, tensor object, shape array); the margin keeps error messages informative for slightly
+ * wrong files while a header nested thousands deep is refused before anything recurses over it.
+ */
+export const SAFETENSORS_MAX_HEADER_DEPTH = 64;
 
 /** The key of the optional string-to-string metadata object in the header. */
 export const SAFETENSORS_METADATA_KEY = '__metadata__';
@@ -154,9 +161,16 @@ export function validateHeader(
     return fail('header is not valid UTF-8: expected UTF-8 encoded JSON');
   }
 
+  const depth = jsonNestingDepth(text, SAFETENSORS_MAX_HEADER_DEPTH);
+  if (depth > SAFETENSORS_MAX_HEADER_DEPTH) {
+    fail(`header nests arrays or objects more than ${SAFETENSORS_MAX_HEADER_DEPTH} levels deep: expected at most ${SAFETENSORS_MAX_HEADER_DEPTH} (a valid header nests 3)`);
+  }
+
   let root: unknown;
   try {
-    root = JSON.parse(text);
+    // Objects without a prototype: a tensor or metadata key such as "__proto__", "constructor" or
+    // "toString" is an ordinary key and can never reach or shadow Object.prototype.
+    root = JSON.parse(text, withoutPrototypes);
   } catch (error) {
     const reason = error instanceof Error ? oneLine(error.message) : 'parse error';
     return fail(`header is not valid JSON (${reason}): expected a JSON object`);
@@ -168,7 +182,7 @@ export function validateHeader(
   const duplicate = findDuplicateJsonKey(text);
   if (duplicate !== undefined) fail(describeDuplicate(duplicate.key, duplicate.path));
 
-  let metadata: Record<string, string> = {};
+  let metadata: Record<string, string> = Object.create(null) as Record<string, string>;
   const tensors: Array<SafetensorsTensorInfo & { begin: number; end: number }> = [];
 
   for (const [name, entry] of Object.entries(root as Record<string, unknown>)) {
@@ -271,8 +285,17 @@ function validateMetadata(value: unknown, fail: (problem: string) => never): Rec
       fail(`${SAFETENSORS_METADATA_KEY} key ${describeValue(key)} has value ${describeJson(item)}: expected a string`);
     }
   }
-  // fromEntries defines own properties, so a "__proto__" key stays an ordinary key.
-  return Object.fromEntries(entries) as Record<string, string>;
+  // A null-prototype object: a "__proto__" key stays an ordinary key, and a missing key such as
+  // "constructor" reads as undefined rather than as Object.prototype's.
+  return Object.assign(Object.create(null) as Record<string, string>, Object.fromEntries(entries));
+}
+
+/** JSON.parse reviver: every object becomes a null-prototype object with the same own keys. */
+function withoutPrototypes(_key: string, value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const copy = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(value)) Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
+  return copy;
 }
 
 function describeDuplicate(key: string, path: ReadonlyArray<string | number>): string {

@@ -11,7 +11,7 @@
  * probability maxSamples/t, and the sample depends only on the seed and the sequence of tokens
  * (not on how they were split into observe() calls).
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, NonFiniteError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { hessianAccumulate } from './ops.js';
 
@@ -46,7 +46,7 @@ export class LayerStatsCollector {
   readonly name: string;
   readonly maxSamples: number;
   readonly seed: number;
-  /** a_j = max over the observed tokens of |X_tj| (finite values only). */
+  /** a_j = max over the observed tokens of |X_tj|. */
   readonly actAbsMax: Float32Array;
   /** XᵀX [K, K] of the raw inputs, or null when not collected. */
   readonly xtx: Float32Array | null;
@@ -54,7 +54,6 @@ export class LayerStatsCollector {
   private readonly rng: () => number;
   private readonly threads: number;
   private tokens = 0;
-  private nonFinite = 0;
   private pending: Promise<void> = Promise.resolve();
 
   constructor(inFeatures: number, options: LayerStatsOptions = {}) {
@@ -86,9 +85,12 @@ export class LayerStatsCollector {
     return Math.min(this.tokens, this.maxSamples);
   }
 
-  /** Non-finite activation values seen (they are left out of the abs-max). */
+  /**
+   * Non-finite input values accepted: always 0, since observe() rejects a batch holding NaN or Inf
+   * (NonFiniteError naming the layer, token and channel) before it changes any statistic.
+   */
   get nonFiniteCount(): number {
-    return this.nonFinite;
+    return 0;
   }
 
   /** Bytes held by this collector: constant after construction. */
@@ -107,13 +109,18 @@ export class LayerStatsCollector {
     const k = this.inFeatures;
     const m = data.length / k;
     const amax = this.actAbsMax;
+    // The whole batch is checked first, so a rejected batch changes nothing.
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) {
+        throw new NonFiniteError(`${this.name} (calibration input)`, i, data[i],
+          `finite calibration inputs (NaN or Inf would make the layer's smoothing and error report meaningless: check the calibration data and the layers before '${this.name}')`,
+          ` (token ${Math.floor(i / k)}, channel ${i % k} of this batch)`);
+      }
+    }
     for (let i = 0; i < data.length; i++) {
       const v = Math.abs(data[i]);
       const j = i % k;
-      if (v > amax[j]) {
-        if (v === Infinity) this.nonFinite++;
-        else amax[j] = v;
-      } else if (v !== v) this.nonFinite++;
+      if (v > amax[j]) amax[j] = v;
     }
     for (let t = 0; t < m; t++, this.tokens++) {
       let slot = this.tokens;

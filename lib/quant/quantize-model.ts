@@ -120,6 +120,11 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
       skipped.push({ name, reason: `preset '${preset!.name}' (${rule.pattern}): ${rule.reason}` });
       continue;
     }
+    // A rank above min(N, K) cannot be represented; clipping it silently hid layers larger than bf16.
+    const maxRank = Math.min(m.outFeatures, m.inFeatures);
+    if (cfg.rank > maxRank) {
+      throw new ArgumentError('config.rank', `at most min(N, K) = ${maxRank} for layer '${name}' (${m.outFeatures}x${m.inFeatures}); exclude the layer or raise minDim to skip small layers`, cfg.rank);
+    }
     const stats = new LayerStatsCollector(m.inFeatures, {
       hessian: cfg.gptq !== false, maxSamples: cfg.alphaSearchMaxSamples, seed: cfg.seed, name, threads: cfg.threads,
     });
@@ -152,6 +157,11 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     for (const t of targets) await t.stats.flush();
   } finally {
     for (const h of handles) h.remove();
+  }
+  // Every scheme needs calibration here: smoothing uses the inputs' ranges, and the report scores
+  // each layer on them. Without it every layer would be skipped and the call would look successful.
+  if (batches === 0) {
+    throw new ArgumentError('calibration', 'at least one batch of calibration inputs (an argument array or an object of named inputs per model.call): SVDQuant measures each layer\'s inputs to smooth it and to score it', calibration);
   }
 
   // 3. Quantize every layer (nothing replaced yet).

@@ -292,6 +292,11 @@ export interface DisableNativeInferenceReport {
 /**
  * Puts back the ErrorCorrectedLinear each NativeLinear was built from and frees the native memory
  * (after forwards in flight have finished).
+ *
+ * A forward already running when this is called is not interrupted and stays memory-safe, but it
+ * mixes the paths: the layers it already ran were native, the ones it reaches afterwards run the
+ * reference path, so its output matches neither path exactly (within the quantization error of
+ * both). Await forwards in flight first when outputs must be bit-identical to one path.
  */
 export function disableNativeInference(model: Module): DisableNativeInferenceReport {
   if (!(model instanceof Module)) throw new ArgumentError('model', 'a Module', model);

@@ -176,6 +176,9 @@ int elementwise_arity(ElementwiseOp op) {
 
 void strided_copy_f32(const float* src, const int64_t* shape, const int64_t* strides, int ndim, float* out,
                       ThreadPool& pool) {
+  // Checked before the loop below reads shape[0..ndim) (collapse checks it too, but only afterwards:
+  // UBSan caught the read past the caller's array and the overflow it caused).
+  require(ndim >= 0 && ndim <= kMaxTensorDims, "tensor ops: at most 8 dimensions");
   const int64_t* const per[2] = {strides, nullptr};
   std::vector<int64_t> unit(static_cast<size_t>(std::max(ndim, 0)));
   // The output's own (contiguous) strides, so that merging also respects the output order.

@@ -4,9 +4,7 @@
  * optional JSON Lines, Markdown and SVG files.
  */
 
-import { access, constants } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { dirname, resolve } from 'node:path';
 import {
   BenchOptionError,
   DEFAULT_KERNEL_BENCH,
@@ -18,6 +16,7 @@ import {
   parseShapes,
   type KernelBenchConfig,
 } from '../../bench/options.js';
+import { checkOutputFile } from '../../io/output-path.js';
 import { UsageError, parseCommandArgs, type CliCommand, type CliIo } from '../command.js';
 import { Progress, verbosityOf } from '../progress.js';
 
@@ -132,18 +131,12 @@ function parseBenchArgs(values: Record<string, unknown>, positionals: readonly s
   };
 }
 
-/** Fails early (before minutes of measuring) when an output file's directory cannot be written. */
+/**
+ * Fails early (before minutes of measuring) when an output file cannot be written: its folder is
+ * missing, not writable or on a pseudo file system such as /proc, or it is not a regular file.
+ */
 async function checkWritable(files: ReadonlyArray<string | undefined>): Promise<void> {
-  for (const file of files) {
-    if (file === undefined) continue;
-    const dir = dirname(resolve(file));
-    try {
-      await access(dir, constants.W_OK);
-    } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code ?? String(cause);
-      throw new Error(`cannot write '${file}': directory '${dir}' is not writable (${code})`);
-    }
-  }
+  for (const file of files) if (file !== undefined) await checkOutputFile(file);
 }
 
 export const benchCommand: CliCommand = {

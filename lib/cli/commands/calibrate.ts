@@ -1,10 +1,10 @@
 /** `svdquant calibrate`: grid search over quantizer configurations, ranked by held-out output error. */
 
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SCHEME_NAMES, type SchemeName } from '../../formats/schemes.js';
 import { openSafetensors } from '../../io/safetensors.js';
 import { writeFileAtomic } from '../../io/atomic-write.js';
+import { checkOutputDirectory, makeDirectory } from '../../io/output-path.js';
 import { matchGlob } from '../../quant/glob.js';
 import { parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.js';
 import { cellLabel, runCalibrationGrid, type CalibrateGrid, type CellResult, type ResidualMethod } from '../calibrate.js';
@@ -169,6 +169,8 @@ export const calibrateCommand: CliCommand = {
     const threads = intOption('calibrate', 'threads', values.threads, 0, 0, 1024);
     const outDir = typeof values.out === 'string' ? values.out : 'calibrate-results';
     const globs = (values.layers as string[] | undefined) ?? [];
+    // Checked before the grid runs (minutes): a folder that cannot be created fails at once.
+    await checkOutputDirectory(outDir, { create: true });
     const progress = new Progress(io, verbosityOf(values), 'calibrate');
     const t0 = performance.now();
 
@@ -212,7 +214,7 @@ export const calibrateCommand: CliCommand = {
     };
     const json = JSON.stringify(report, jsonNumbers, 2) + '\n';
     const summary = formatSummary(report);
-    await mkdir(outDir, { recursive: true });
+    await makeDirectory(outDir);
     await writeFileAtomic(join(outDir, 'results.json'), async (h) => void (await h.write(json)));
     await writeFileAtomic(join(outDir, 'summary.txt'), async (h) => void (await h.write(summary)));
     progress.info(`wrote ${join(outDir, 'results.json')} and ${join(outDir, 'summary.txt')}`);

@@ -59,6 +59,10 @@ export function formatDemo(r: DemoReport): string {
   const s = r.seconds;
   out += `\ntime: ${s.total.toFixed(1)} s in all: building the model ${s.buildModel.toFixed(1)} s, fp32 runs ${s.fp32.toFixed(1)} s, ` +
     `calibration + quantization ${s.quantize.toFixed(1)} s, reference path ${s.reference.toFixed(1)} s, native runs ${s.native.toFixed(1)} s\n`;
+  const mc = r.machine;
+  const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(' ');
+  out += `machine: ${mc.cpu}, ${mc.cpus} CPUs; load average ${load(mc.loadAverageStart)} at the start, ${load(mc.loadAverageEnd)} at the end.\n`;
+  out += 'Times depend on this machine and its load (other processes stretch them); errors and sizes do not.\n';
   return out;
 }
 

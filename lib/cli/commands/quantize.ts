@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { checkOutputFile } from '../../io/output-path.js';
 import { openSafetensors, writeSafetensors } from '../../io/safetensors.js';
 import type { SafetensorsTensorInput } from '../../io/safetensors-encode.js';
 import { layerDecision, resolveConfig, type SVDQuantConfig } from '../../quant/config.js';
@@ -76,6 +77,8 @@ export const quantizeCommand: CliCommand = {
     const input = positionals[0];
     const output = values.output;
     if (resolve(output) === resolve(input) || resolve(output) === resolve(values.calib)) throw new UsageError('quantize: -o must name a new file, not IN or CALIB');
+    // The output is checked before any work: a missing folder or a device fails now, not after minutes.
+    await checkOutputFile(output);
     if (existsSync(output) && values.force !== true) throw new UsageError(`quantize: '${output}' exists (pass --force to replace it)`);
     const config = resolveConfig(quantConfigFromOptions('quantize', values));
     const progress = new Progress(io, verbosityOf(values), 'quantize');
@@ -105,6 +108,14 @@ async function quantizeFile(input: string, calibPath: string, output: string, co
         else return true;
         return false;
       });
+      // A rank above min(N, K) cannot be represented: refused rather than clipped (which made small
+      // layers larger than bf16 without a word).
+      for (const l of todo) {
+        const maxRank = Math.min(l.outFeatures, l.inFeatures);
+        if (config.rank > maxRank) {
+          throw new UsageError(`quantize: --rank ${config.rank} is above min(N, K) = ${maxRank} of layer '${l.name}' (${l.outFeatures}x${l.inFeatures}): give --rank ${maxRank} or less, or skip small layers with --min-dim or --exclude`);
+        }
+      }
       progress.info(`${linears.length} linear layers in '${input}': quantizing ${todo.length} with ${config.scheme}, rank ${config.rank}, ${config.gptq === false ? 'RTN' : 'GPTQ'}${config.searchAlpha ? ', alpha search' : ''}; ${skipped.length} skipped`);
       const tensors: SafetensorsTensorInput[] = [];
       const metadata: Record<string, string> = {
