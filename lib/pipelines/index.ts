@@ -4,3 +4,6 @@ export type { DiTPipelineComponents, DiTPipelineLoadOptions, DiTGenerateOptions,
 export type { StepInfo } from './denoising-loop.js';
 export { GaussianRandom, randn, randnBatch, isSeed } from './random.js';
 export { builtinModelDir } from './builtin-model.js';
+export { FashionClassifier, loadBuiltinClassifier, unitToSigned } from './builtin-classifier.js';
+export { capturePipelineCalibration, loadPipelineCalibration, CALIBRATION_FORMAT, DEFAULT_CALIBRATION_STEPS } from './calibration.js';
+export type { PipelineCalibration, PipelineCalibrationOptions, CapturedInputs, CalibratablePipeline } from './calibration.js';
