@@ -31,7 +31,7 @@ Progress goes to stderr, the table to stdout.
 Options:
   --model DIR|FILE   a diffusers DiTPipeline folder or an fp32 checkpoint instead of the built-in model
   --scheduler DIR    for a checkpoint: where the scheduler comes from (default: the built-in model's)
-  --schemes LIST     schemes (default w4a4,nvfp4; also mxfp4, w4a16, w8a8)
+  --schemes LIST     schemes (default w4a4,mxfp4,nvfp4; also w4a16, w8a8)
   --rank N           rank of SVDQuant's low-rank branch (default 32)
   --labels LIST      class ids or names sampled (default: one per class, at most 10)
   --seed N           seed of the first image (default 0)
@@ -99,7 +99,7 @@ export const demoCommand: CliCommand = {
     const source = { model: values.model as string | undefined, scheduler: values.scheduler as string | undefined };
     const options = {
       source,
-      schemes: listOption('demo', 'schemes', values.schemes, SCHEME_NAMES, ['w4a4', 'nvfp4']) as SchemeName[],
+      schemes: listOption('demo', 'schemes', values.schemes, SCHEME_NAMES, ['w4a4', 'mxfp4', 'nvfp4']) as SchemeName[],
       rank: intOption('demo', 'rank', values.rank, 32, 1, 4096),
       seed: intOption('demo', 'seed', values.seed, 0, 0, 2 ** 52),
       steps,
