@@ -4,9 +4,11 @@
 // step, within the fixtures' |a − b| <= 1e-4 + 1e-4·|b|), reproducible seeds, batch invariance,
 // cancellation and the per-step callback, on the fixture DiT and on the built-in model.
 import t from 'tap';
+import { copyFileSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  AbortError, ArgumentError, DiTPipeline, Tensor, builtinModelDir, loadModel, loadSchedulerConfig, schedulerFromConfig,
+  AbortError, ArgumentError, AutoencoderKL, DiTPipeline, Tensor, builtinModelDir, capturePipelineCalibration, enableNativeInference,
+  loadModel, loadSchedulerConfig, quantize, schedulerFromConfig,
 } from '../lib/index.js';
 import { FIXTURES, closeTo, fixtureTensors } from './support/diffusers-fixture.js';
 
@@ -160,4 +162,48 @@ t.test('the built-in model: a diffusers pipeline folder with class names, sample
   t.ok(values.every((v) => v >= 0 && v <= 1), 'images in [0, 1]');
   t.ok(out.timings.totalMs >= out.timings.denoiserMs && out.timings.denoiserMs > 0, 'timings are reported');
   await t.rejects(DiTPipeline.fromPretrained(join(builtinModelDir(), 'transformer')), { name: 'ArgumentError', argument: 'source' }, 'a model folder is not a pipeline folder');
+});
+
+t.test('batch invariance also holds bit for bit with quantized layers on the native kernels', async (t) => {
+  const base = await DiTPipeline.fromPretrained(builtinModelDir());
+  const calibration = await capturePipelineCalibration(base, { classLabels: [0, 5], numInferenceSteps: 2 });
+  for (const scheme of ['w4a4', 'nvfp4'] as const) {
+    const pipe = await DiTPipeline.fromPretrained(builtinModelDir());
+    await quantize(pipe.transformer, { scheme, rank: 16 }, calibration);
+    const report = await enableNativeInference(pipe.transformer, { backend: 'cpu' });
+    t.equal(report.skipped.length, 0, `${scheme}: every quantized layer runs natively`);
+    const labels = [0, 7, 9];
+    const batch = await pipe.generate({ classLabels: labels, seeds: 5, numInferenceSteps: 3 });
+    const plane = batch.latents.numel / labels.length;
+    for (let i = 0; i < labels.length; i++) {
+      const alone = await pipe.generate({ classLabels: [labels[i]], seeds: [5 + i], numInferenceSteps: 3 });
+      t.same(batch.latents.toArray().slice(i * plane, (i + 1) * plane), alone.latents.toArray(), `${scheme}: image ${i}`);
+    }
+  }
+});
+
+t.test('a latent model: the VAE decodes latents / scaling_factor (pipeline folder with vae/)', async (t) => {
+  // A DiTPipeline folder assembled from the fixtures: the DiT (4 latent channels, 8x8) and the VAE (4 latent channels, x2 upsampling).
+  const dir = t.testdir();
+  mkdirSync(join(dir, 'transformer'));
+  mkdirSync(join(dir, 'vae'));
+  for (const f of ['config.json', 'diffusion_pytorch_model.safetensors']) {
+    copyFileSync(join(FIXTURES, 'dit', f), join(dir, 'transformer', f));
+    copyFileSync(join(FIXTURES, 'vae', f), join(dir, 'vae', f));
+  }
+  cpSync(join(FIXTURES, 'schedulers', 'ddim_dit_alpha1'), join(dir, 'scheduler'), { recursive: true });
+  writeFileSync(join(dir, 'model_index.json'), JSON.stringify({
+    _class_name: 'DiTPipeline', transformer: ['diffusers', 'DiTTransformer2DModel'], scheduler: ['diffusers', 'DDIMScheduler'], vae: ['diffusers', 'AutoencoderKL'],
+  }));
+  const pipe = await DiTPipeline.fromPretrained(dir);
+  t.ok(pipe.vae instanceof AutoencoderKL, 'vae/ is loaded when model_index.json names it');
+  const out = await pipe.generate({ classLabels: [2, 4], seeds: 1, numInferenceSteps: 2 });
+  t.same(out.latents.shape, [2, 4, 8, 8]);
+  t.same(out.images.shape, [2, 3, 16, 16], 'decoded to the VAE\'s 3 channels at twice the size');
+  const scaled = Tensor.fromArray(out.latents.toArray().map((v) => Math.fround(Math.fround(1 / 0.18215) * v)), out.latents.shape);
+  const decoded = await pipe.vae!.decode(scaled);
+  t.same(out.decoded.toArray(), decoded.toArray(), 'decoded = vae.decode(latents / scaling_factor)');
+  t.same(out.images.toArray(), decoded.toArray().map((v) => Math.min(1, Math.max(0, Math.fround(Math.fround(v / 2) + 0.5)))), 'images = clamp(decoded / 2 + 0.5)');
+  const noVae = await DiTPipeline.fromPretrained(dir, { vae: null });
+  t.equal(noVae.vae, null, 'options.vae: null leaves it out');
 });
