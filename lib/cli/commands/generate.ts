@@ -36,7 +36,7 @@ Options:
   -q, --quiet         no progress on stderr
   -h, --help          show this help
 
-${QUANT_OPTIONS_HELP.replace(/^Quantizer options:\n/, 'Quantizer options (with --scheme):\n').replace(/^ {2}--scheme S.*\n/m, '')}`;
+${QUANT_OPTIONS_HELP.replace(/^Quantizer options:\n/, 'Quantizer options (with --scheme):\n').replace(/^ {2}--(scheme|seed) .*\n/gm, '')}`;
 
 export const generateCommand: CliCommand = {
   name: 'generate',
@@ -66,7 +66,8 @@ export const generateCommand: CliCommand = {
     const threads = intOption('generate', 'threads', values.threads, 0, 0, 1024);
     const calibSteps = intOption('generate', 'calib-steps', values['calib-steps'], steps, 1, 10000);
     const out = typeof values.out === 'string' ? values.out : 'generated.png';
-    const quantConfig = quantizing ? quantConfigFromOptions('generate', values) : undefined;
+    // --seed is the images' seed here; the quantizer keeps its default seed.
+    const quantConfig = quantizing ? quantConfigFromOptions('generate', { ...values, seed: undefined }) : undefined;
     const progress = new Progress(io, values.quiet === true ? 'quiet' : verbosityOf(values), 'generate');
 
     const { pipe, label } = await loadPipeline({ model: values.model as string | undefined, scheduler: values.scheduler as string | undefined });
