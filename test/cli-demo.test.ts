@@ -1,4 +1,4 @@
-/** `svdquant demo`, run as a user would (spawned dist/cli/main.js), on a small built-in model. */
+/** `svdquant demo --synthetic` (the layer-level benchmark), run as a user would (spawned dist/cli/main.js), on a small synthetic model. */
 import t from 'tap';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { assertOneLineError, requireBuiltCli, svdquant } from './support/cli.js'
 
 t.before(requireBuiltCli);
 
-const SMALL = ['--dim', '64', '--heads', '4', '--blocks', '1', '--tokens', '64', '--calib', '64', '--reps', '1'];
+const SMALL = ['--synthetic', '--dim', '64', '--heads', '4', '--blocks', '1', '--tokens', '64', '--calib', '64', '--reps', '1'];
 
 t.test('demo prints one table with every scheme asked for, progress on stderr', async (t) => {
   const r = await svdquant(['demo', ...SMALL, '--schemes', 'w4a4,mxfp4,w8a8']);
@@ -63,12 +63,12 @@ t.test('demo --export writes the model and calibration files', async (t) => {
 });
 
 t.test('demo usage errors: one line, exit code 2', async (t) => {
-  assertOneLineError(t, await svdquant(['demo', '--schemes', 'w4a4,int3']), 2, /--schemes: unknown value 'int3'/);
-  assertOneLineError(t, await svdquant(['demo', '--tokens', '0']), 2, /--tokens expects an integer in \[1, /);
-  assertOneLineError(t, await svdquant(['demo', '--dim', '64', '--heads', '5']), 2, /--heads 5 must divide --dim 64/);
-  assertOneLineError(t, await svdquant(['demo', 'extra']), 2, /unexpected argument 'extra'/);
-  assertOneLineError(t, await svdquant(['demo', '--quiet', '--verbose']), 2, /exclude each other/);
-  assertOneLineError(t, await svdquant(['demo', '--frobnicate']), 2, /demo: Unknown option '--frobnicate'/);
+  assertOneLineError(t, await svdquant(['demo', '--synthetic', '--schemes', 'w4a4,int3']), 2, /--schemes: unknown value 'int3'/);
+  assertOneLineError(t, await svdquant(['demo', '--synthetic', '--tokens', '0']), 2, /--tokens expects an integer in \[1, /);
+  assertOneLineError(t, await svdquant(['demo', '--synthetic', '--dim', '64', '--heads', '5']), 2, /--heads 5 must divide --dim 64/);
+  assertOneLineError(t, await svdquant(['demo', '--synthetic', 'extra']), 2, /unexpected argument 'extra'/);
+  assertOneLineError(t, await svdquant(['demo', '--synthetic', '--quiet', '--verbose']), 2, /exclude each other/);
+  assertOneLineError(t, await svdquant(['demo', '--synthetic', '--frobnicate']), 2, /demo: Unknown option '--frobnicate'/);
 });
 
 t.test('demo --export to an unusable folder fails at once, never hangs (issue 18)', async (t) => {

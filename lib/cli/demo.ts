@@ -6,7 +6,7 @@
  * rank 0), and the memory of the quantized layers against bf16. Every scheme quantizes the same fp32
  * model: its Linear layers are put back after each scheme.
  */
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { machineInfoStart, type MachineInfo } from './format.js';
 import { Module } from '../graph/module.js';
 import { Linear } from '../graph/layers.js';
 import { tinyDit, tinyDitCalibration, tinyDitInputs, resolveTinyDitOptions, type TinyDitOptions } from '../models/tiny-dit.js';
@@ -62,12 +62,7 @@ export interface DemoReport {
   rows: DemoRow[];
   /** Where the time went, in seconds. */
   seconds: { buildModel: number; fp32: number; quantize: number; reference: number; native: number; total: number };
-  /**
-   * What the timings depend on: the CPU, how many CPUs the process may use, and the system's load
-   * averages (1, 5, 15 minutes) when the run started and ended. On a shared machine every time
-   * stretches with the load; errors and sizes do not.
-   */
-  machine: { cpu: string; cpus: number; loadAverageStart: number[]; loadAverageEnd: number[] };
+  machine: MachineInfo;
 }
 
 export interface DemoHooks {
@@ -138,7 +133,7 @@ function linearLayers(model: Module): Array<[string, Linear]> {
 
 export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoReport> {
   const t0 = performance.now();
-  const loadAverageStart = loadavg();
+  const machineEnd = machineInfoStart();
   const since = (t: number): number => (performance.now() - t) / 1000;
   const modelOptions = resolveTinyDitOptions(o.model);
   let t = performance.now();
@@ -235,6 +230,6 @@ export async function runDemo(o: DemoOptions, hooks: DemoHooks): Promise<DemoRep
     model: { ...modelOptions, linearLayers: originals.length, parameters },
     tokens: o.tokens, calibTokens: o.calibTokens, rank: o.rank, threads: o.threads, reps: o.reps, rows,
     seconds: { buildModel, fp32: fp32Seconds, quantize: quantizeSeconds, reference: referenceSeconds, native: nativeSeconds, total: since(t0) },
-    machine: { cpu: cpus()[0]?.model?.trim() ?? 'unknown', cpus: availableParallelism(), loadAverageStart, loadAverageEnd: loadavg() },
+    machine: machineEnd(),
   };
 }

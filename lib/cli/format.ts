@@ -1,4 +1,5 @@
 /** Text helpers for human-readable CLI output. */
+import { availableParallelism, cpus, loadavg } from 'node:os';
 
 const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
@@ -29,4 +30,23 @@ export function formatTable(rows: ReadonlyArray<ReadonlyArray<string>>, indent =
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows.map((row) => indent + row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd() + '\n').join('');
+}
+
+/**
+ * What a run's timings depend on: the CPU, how many CPUs the process may use, and the system's load
+ * averages (1, 5, 15 minutes) when the run started and ended. On a shared machine every time
+ * stretches with the load; errors and sizes do not.
+ */
+export interface MachineInfo { cpu: string; cpus: number; loadAverageStart: number[]; loadAverageEnd: number[] }
+
+/** Starts a MachineInfo record; call the returned function at the end of the run. */
+export function machineInfoStart(): () => MachineInfo {
+  const loadAverageStart = loadavg();
+  return () => ({ cpu: cpus()[0]?.model?.trim() ?? 'unknown', cpus: availableParallelism(), loadAverageStart, loadAverageEnd: loadavg() });
+}
+
+export function formatMachine(mc: MachineInfo): string {
+  const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(' ');
+  return `machine: ${mc.cpu}, ${mc.cpus} CPUs; load average ${load(mc.loadAverageStart)} at the start, ${load(mc.loadAverageEnd)} at the end.\n` +
+    'Times depend on this machine and its load (other processes stretch them); errors and sizes do not.\n';
 }

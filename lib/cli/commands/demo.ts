@@ -1,131 +1,125 @@
-/** `svdquant demo`: SVDQuant on the built-in model, every scheme, reference and native paths, one table. */
+/**
+ * `svdquant demo`: the built-in diffusion model sampled in fp32, naive 4-bit and SVDQuant, one labelled
+ * grid PNG and one table (image quality against fp32, speed, size). `--synthetic` (and `--export`)
+ * run the layer-level benchmark on a synthetic model instead (./demo-synthetic.ts).
+ */
 
 import { SCHEME_NAMES, type SchemeName } from '../../formats/schemes.js';
-import { cpuIsa } from '../../native.js';
+import { writePng } from '../../image/png.js';
 import { parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.js';
-import { exportDemoFiles } from '../demo-files.js';
-import { runDemo, type DemoReport, type DemoRow } from '../demo.js';
-import { formatBytes, formatTable } from '../format.js';
+import { formatBytes, formatMachine, formatTable } from '../format.js';
+import { runImageDemo, type ImageDemoReport, type ImageDemoRow } from '../image-demo.js';
+import { intOption, listOption, numberOption } from '../options.js';
+import { labelledGrid, loadPipeline, parseLabels } from '../pipeline-run.js';
 import { Progress, verbosityOf } from '../progress.js';
-import { intOption, listOption } from '../options.js';
+import { syntheticDemo, jsonNumbers } from './demo-synthetic.js';
+
+export { jsonNumbers };
+
+export const DEFAULT_DEMO_OUT = 'svdquant-demo.png';
 
 const HELP = `Usage: svdquant demo [options]
 
-Quantize the built-in model (a small diffusion-transformer stack: self-attention + MLP blocks with
-activation outliers, weights generated from a seed; nothing is downloaded) with SVDQuant in every
-scheme, run the reference (fp32 on dequantized operands) and the native CPU paths, and print one
-table: output error and PSNR against the fp32 model, milliseconds per forward and speed-up over fp32,
-low-rank branch overhead, and memory. Progress goes to stderr, the table to stdout.
+Runs the built-in diffusion model (a class-conditional DiT trained on Fashion-MNIST, shipped with the
+package; nothing is downloaded): captures calibration from fp32 pipeline runs, quantizes with each
+scheme twice - naive 4-bit (rank 0, no smoothing: plain round-to-nearest) and SVDQuant (smoothing +
+low-rank branch) - samples the same labels and seeds as fp32 on the native kernels, writes one grid
+PNG (rows = configurations, columns = classes) and prints one table: PSNR and SSIM of the images
+against fp32's, the built-in classifier's accuracy, sampling time and speed-up over fp32, model size.
+Progress goes to stderr, the table to stdout.
 
 Options:
-  --schemes LIST   schemes to run (default: w4a4,mxfp4,nvfp4,w4a16,w8a8)
-  --rank N         rank of the low-rank branch (default 32)
-  --tokens N       tokens of the evaluation input and the timed forwards (default 1024)
-  --calib N        calibration tokens (default 512)
-  --blocks N       transformer blocks of the built-in model (default 2)
-  --dim N          hidden size of the built-in model (default 768; MLP 4x)
-  --heads N        attention heads (default 12)
-  --seed N         seed of the model's weights (default 42)
-  --threads N      native threads (default 0: the physical cores)
-  --reps N         timed runs of the model, median reported (default 5; the layers: at least 9, best)
-  --export DIR     instead of the benchmark, write the built-in model and its calibration inputs as
-                   DIR/model.safetensors and DIR/calib.safetensors (inputs of 'svdquant quantize')
-  --json           print the report as JSON on stdout instead of the table
-  -q, --quiet      no progress on stderr
-  -v, --verbose    per-layer details on stderr
-  -h, --help       show this help
+  --model DIR|FILE   a diffusers DiTPipeline folder or an fp32 checkpoint instead of the built-in model
+  --scheduler DIR    for a checkpoint: where the scheduler comes from (default: the built-in model's)
+  --schemes LIST     schemes (default w4a4,mxfp4,nvfp4; also w4a16, w8a8)
+  --rank N           rank of SVDQuant's low-rank branch (default 32)
+  --labels LIST      class ids or names sampled (default: one per class, at most 10)
+  --seed N           seed of the first image (default 0)
+  --steps N          sampling steps (default 20)
+  --guidance G       classifier-free guidance scale (default 4)
+  --calib-images N   images of the calibration runs (default 10, one per class)
+  --calib-steps N    steps of the calibration runs (default: --steps)
+  --reps N           timed sampling runs per row after the first, median reported (default 2)
+  --threads N        native threads (default 0: the physical cores)
+  -o, --out FILE     the grid PNG (default ${DEFAULT_DEMO_OUT})
+  --json             print the report as JSON on stdout instead of the table
+  -q, --quiet        no progress on stderr
+  --synthetic        the layer-level benchmark on a synthetic model instead ('svdquant demo --synthetic --help')
+  -h, --help         show this help
 `;
 
-const fmtErr = (v: number): string => (v === 0 ? '0' : v.toFixed(4));
-const fmtPsnr = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(1)} dB` : 'inf');
-const fmtMs = (v: number): string => `${v.toFixed(1)} ms`;
-const fmtX = (v: number): string => `${v.toFixed(2)}x`;
-const fmtPct = (v: number): string => `${(100 * v).toFixed(1)}%`;
+const fmtDb = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(1)} dB` : 'inf');
 
-export function formatDemo(r: DemoReport): string {
-  const m = r.model;
-  let out = `svdquant demo: built-in model, ${m.blocks} blocks x (attention + MLP), dim ${m.dim}, MLP ${m.dim * m.mlpRatio}, ` +
-    `${m.linearLayers} linear layers, ${(m.parameters / 1e6).toFixed(1)} M parameters\n`;
-  out += `${r.tokens} tokens, calibration ${r.calibTokens} tokens, rank ${r.rank}, CPU ${cpuIsa().active}, ` +
-    `threads ${r.threads === 0 ? 'physical cores' : r.threads}, model: median of ${r.reps} runs, linears: best of ${Math.max(r.reps, 9)}\n\n`;
-  const rows: string[][] = [['scheme', 'rel.err ref', 'rel.err native', 'PSNR', 'model', 'vs fp32', 'linears', 'vs fp32', 'low-rank', 'weights', 'vs bf16']];
-  for (const row of r.rows) rows.push(formatRow(row));
-  out += formatTable(rows);
-  out += '\nrel.err: ||Y - Y_fp32|| / ||Y_fp32|| of the model output; PSNR = 20 log10(max|Y_fp32| / RMSE) (native).\n';
-  out += 'model: median ms of one forward of the whole model (native path, fused low-rank branch); linears: best ms\n';
-  out += 'of its linear layers alone, run in sequence; low-rank: time the branch adds over the same layers at rank 0\n';
-  out += '(best of runs alternated with them); weights: bytes of the linear layers (kernel format, low-rank branch\n';
-  out += 'included) and their ratio to bf16.\n';
+export function formatImageDemo(r: ImageDemoReport, out: string): string {
+  let text = `svdquant demo: ${r.model}, ${r.labels.length} images (${r.classNames.join(', ')}), seeds ${r.seeds[0]}..${r.seeds[r.seeds.length - 1]}, ` +
+    `${r.steps} DDIM steps, guidance ${r.guidance}\n`;
+  text += `calibration: ${r.calibration.images} images x ${r.calibration.steps} steps = ${r.calibration.modelCalls} captured model calls, ` +
+    `timesteps ${r.calibration.timestepMax}..${r.calibration.timestepMin}\n\n`;
+  const withAccuracy = r.rows.some((row) => row.accuracy !== null);
+  const header = ['config', 'rank', 'PSNR', 'SSIM', ...(withAccuracy ? ['classifier'] : []), 'sampling', 'speed-up', 'model', 'vs fp32'];
+  text += formatTable([header, ...r.rows.map((row) => formatRow(row, withAccuracy))]);
+  text += '\nPSNR, SSIM: of the 8-bit images against the fp32 images of the same labels and seeds (mean over images).\n';
+  if (withAccuracy) text += 'classifier: share of images the built-in classifier assigns to the label they were sampled for.\n';
+  text += 'naive: rank 0, no smoothing (plain 4-bit round-to-nearest); SVDQuant: smoothing + low-rank branch.\n';
+  text += 'sampling: median ms of a whole sampling run (all images, all steps) on the native kernels; model: bytes of the\n';
+  text += 'denoiser\'s parameters (quantized layers packed, the rest fp32).\n';
   const s = r.seconds;
-  out += `\ntime: ${s.total.toFixed(1)} s in all: building the model ${s.buildModel.toFixed(1)} s, fp32 runs ${s.fp32.toFixed(1)} s, ` +
-    `calibration + quantization ${s.quantize.toFixed(1)} s, reference path ${s.reference.toFixed(1)} s, native runs ${s.native.toFixed(1)} s\n`;
-  const mc = r.machine;
-  const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(' ');
-  out += `machine: ${mc.cpu}, ${mc.cpus} CPUs; load average ${load(mc.loadAverageStart)} at the start, ${load(mc.loadAverageEnd)} at the end.\n`;
-  out += 'Times depend on this machine and its load (other processes stretch them); errors and sizes do not.\n';
-  return out;
+  text += `\ngrid: ${out} (rows: ${r.rows.map((row) => row.config).join(', ')}; columns: the labels)\n`;
+  text += `time: ${s.total.toFixed(1)} s in all: calibration ${s.calibration.toFixed(1)} s, quantization ${s.quantize.toFixed(1)} s, sampling ${s.sampling.toFixed(1)} s\n`;
+  text += formatMachine(r.machine);
+  return text;
 }
 
-function formatRow(row: DemoRow): string[] {
+function formatRow(row: ImageDemoRow, withAccuracy: boolean): string[] {
   return [
-    row.scheme, fmtErr(row.relErrorReference), fmtErr(row.relErrorNative), fmtPsnr(row.psnrDb),
-    fmtMs(row.modelMs), fmtX(row.speedupModel), fmtMs(row.linearMs), fmtX(row.speedupLinear),
-    row.scheme === 'fp32' ? '-' : fmtPct(row.lowRankOverhead), formatBytes(row.weightBytes), fmtX(row.ratioToBf16),
+    row.config, row.method === 'fp32' ? '-' : String(row.rank), fmtDb(row.psnrDb), row.ssim.toFixed(3),
+    ...(withAccuracy ? [row.accuracy === null ? '-' : `${Math.round(row.accuracy * 100)}%`] : []),
+    `${row.samplingMs.toFixed(0)} ms`, `${row.speedup.toFixed(2)}x`, formatBytes(row.modelBytes), `${row.ratioToFp32.toFixed(2)}x`,
   ];
 }
 
 export const demoCommand: CliCommand = {
   name: 'demo',
-  summary: 'quantize the built-in model in every scheme and compare error, speed and memory',
+  summary: 'sample the built-in model in fp32, naive 4-bit and SVDQuant: one grid PNG, one table',
   help: HELP,
-  examples: ['svdquant demo', 'svdquant demo --export demo-files', 'svdquant demo --schemes w4a4,mxfp4 --tokens 256 --json > demo.json'],
+  examples: ['svdquant demo', 'svdquant demo --schemes w4a4,mxfp4,nvfp4 --steps 30 -o demo.png', 'svdquant demo --synthetic --schemes w4a4,mxfp4 --json > demo.json'],
   async run(args: readonly string[], io: CliIo): Promise<number> {
+    if (args.includes('--synthetic') || args.includes('--export')) return syntheticDemo.run(args.filter((a) => a !== '--synthetic'), io);
     const { values, positionals } = parseCommandArgs('demo', args, {
-      schemes: { type: 'string' }, rank: { type: 'string' }, tokens: { type: 'string' }, calib: { type: 'string' },
-      blocks: { type: 'string' }, dim: { type: 'string' }, heads: { type: 'string' }, seed: { type: 'string' },
-      threads: { type: 'string' }, reps: { type: 'string' }, export: { type: 'string' },
-      json: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, verbose: { type: 'boolean', short: 'v' },
-      help: { type: 'boolean', short: 'h' },
+      model: { type: 'string' }, scheduler: { type: 'string' }, schemes: { type: 'string' }, rank: { type: 'string' }, labels: { type: 'string' },
+      seed: { type: 'string' }, steps: { type: 'string' }, guidance: { type: 'string' }, 'calib-images': { type: 'string' },
+      'calib-steps': { type: 'string' }, reps: { type: 'string' }, threads: { type: 'string' }, out: { type: 'string', short: 'o' },
+      json: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     });
     if (values.help === true) {
       io.stdout(HELP);
       return 0;
     }
     if (positionals.length > 0) throw new UsageError(`demo: unexpected argument '${positionals[0]}' (see 'svdquant demo --help')`);
-    if (values.quiet === true && values.verbose === true) throw new UsageError("demo: --quiet and --verbose exclude each other");
-    const model = {
-      blocks: intOption('demo', 'blocks', values.blocks, 2, 1, 64),
-      dim: intOption('demo', 'dim', values.dim, 768, 8, 16384),
-      heads: intOption('demo', 'heads', values.heads, 12, 1, 1024),
-      seed: intOption('demo', 'seed', values.seed, 42, 0, 2 ** 31),
-    };
-    if (model.dim % model.heads !== 0) throw new UsageError(`demo: --heads ${model.heads} must divide --dim ${model.dim}`);
-    const calibTokens = intOption('demo', 'calib', values.calib, 512, 1, 1 << 20);
-    if (typeof values.export === 'string') {
-      const files = await exportDemoFiles(values.export, model, calibTokens);
-      const result = { ...files, calibrationTokens: calibTokens };
-      io.stdout(values.json === true ? JSON.stringify(result, null, 2) + '\n'
-        : `wrote the built-in model (${files.layers} linear layers) to '${files.model}'\nand its calibration inputs (${calibTokens} tokens per layer) to '${files.calib}'\n`);
-      return 0;
-    }
-    const schemes = listOption('demo', 'schemes', values.schemes, SCHEME_NAMES, ['w4a4', 'mxfp4', 'nvfp4', 'w4a16', 'w8a8']) as SchemeName[];
-    const progress = new Progress(io, verbosityOf(values), 'demo');
-    const report = await runDemo({
-      schemes,
-      rank: intOption('demo', 'rank', values.rank, 32, 0, 4096),
-      tokens: intOption('demo', 'tokens', values.tokens, 1024, 1, 1 << 20),
-      calibTokens,
+    const steps = intOption('demo', 'steps', values.steps, 20, 1, 10000);
+    const source = { model: values.model as string | undefined, scheduler: values.scheduler as string | undefined };
+    const options = {
+      source,
+      schemes: listOption('demo', 'schemes', values.schemes, SCHEME_NAMES, ['w4a4', 'mxfp4', 'nvfp4']) as SchemeName[],
+      rank: intOption('demo', 'rank', values.rank, 32, 1, 4096),
+      seed: intOption('demo', 'seed', values.seed, 0, 0, 2 ** 52),
+      steps,
+      guidance: numberOption('demo', 'guidance', values.guidance, 4, 0, 100),
+      calibImages: intOption('demo', 'calib-images', values['calib-images'], 10, 1, 100000),
+      calibSteps: intOption('demo', 'calib-steps', values['calib-steps'], steps, 1, 10000),
+      reps: intOption('demo', 'reps', values.reps, 2, 0, 1000),
       threads: intOption('demo', 'threads', values.threads, 0, 0, 1024),
-      reps: intOption('demo', 'reps', values.reps, 5, 1, 1000),
-      model,
-    }, { info: (t) => progress.info(t), detail: (t) => progress.detail(t) });
+      labels: values.labels === undefined ? undefined : parseLabels('demo', values.labels, (await loadPipeline(source)).pipe),
+    };
+    const out = typeof values.out === 'string' ? values.out : DEFAULT_DEMO_OUT;
+    const progress = new Progress(io, verbosityOf(values), 'demo');
+    const report = await runImageDemo(options, { info: (t) => progress.info(t), step: (d, n, l, f) => progress.step(d, n, l, f) });
     progress.end();
-    io.stdout(values.json === true ? JSON.stringify(report, jsonNumbers, 2) + '\n' : formatDemo(report));
+    const grid = labelledGrid(report.images.flat(), report.rows.length, report.labels.length, report.rows.map((r) => r.config), report.classNames,
+      `${report.steps} steps, guidance ${report.guidance}, seeds ${report.seeds[0]}..${report.seeds[report.seeds.length - 1]}`);
+    await writePng(out, grid);
+    const { images: _images, ...data } = report;
+    io.stdout(values.json === true ? JSON.stringify({ ...data, grid: out }, jsonNumbers, 2) + '\n' : formatImageDemo(report, out));
     return 0;
   },
 };
-
-/** JSON has no Infinity: written as null (PSNR of an exact result). */
-export function jsonNumbers(_key: string, value: unknown): unknown {
-  return typeof value === 'number' && !Number.isFinite(value) ? null : value;
-}

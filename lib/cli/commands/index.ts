@@ -5,7 +5,8 @@ import { benchCommand } from './bench.js';
 import { calibrateCommand } from './calibrate.js';
 import { demoCommand } from './demo.js';
 import { doctorCommand } from './doctor.js';
+import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
 import { quantizeCommand } from './quantize.js';
 
-export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand];
+export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand, generateCommand];
