@@ -78,6 +78,9 @@ export class PixArtTransformer2DModel extends Module<[PixArtInputs], { sample: T
     c.oneOf('attention_type', 'default', ['default']);
     this.config = c.resolved();
     const dim = heads * headDim;
+    if (this.useAdditionalConditions && dim % 3 !== 0) {
+      throw new ArgumentError('config.use_additional_conditions', `a model width divisible by 3 (resolution and aspect ratio get dim/3 each per value; the width is ${dim})`, true);
+    }
     this.registerModule('pos_embed', new PatchEmbed({
       height: sampleSize, width: sampleSize, patchSize: this.patchSize, inChannels: this.inChannels, embedDim: dim, interpolationScale,
     }));

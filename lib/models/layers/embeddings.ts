@@ -193,7 +193,8 @@ export class PixArtAlphaCombinedTimestepSizeEmbeddings extends Module {
         throw new ArgumentError(`added_cond_kwargs.${name}`, `a tensor of ${b}·${perSample} values (use_additional_conditions is set)`, x);
       }
       const proj = await this.child('additional_condition_proj').call(x.reshape([b * perSample]));
-      return (await this.child(`${name}_embedder`).call(proj)).reshape([b, -1]);
+      const e = await this.child(`${name}_embedder`).call(proj);
+      return e.reshape([b, e.numel / b]);
     };
     const sizeEmb = await concat([await embed(sizes.resolution, 'resolution', 2), await embed(sizes.aspect_ratio, 'aspect_ratio', 1)], 1);
     return add(t, sizeEmb);
