@@ -14,7 +14,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Module } from '../graph/module.js';
-import { Linear, ModuleList } from '../graph/layers.js';
+import { LayerNorm, Linear, ModuleList } from '../graph/layers.js';
 import { gatedAdd } from '../graph/elementwise.js';
 import { gelu } from '../graph/functional.js';
 import { numericValues } from '../graph/embeddings.js';
@@ -28,7 +28,6 @@ import { CombinedTimestepGuidanceTextProjEmbeddings, CombinedTimestepTextProjEmb
 import { FeedForward } from './layers/feed-forward.js';
 import { gatedFeedForward } from './layers/joint-transformer-block.js';
 import { AdaLayerNormContinuous, AdaLayerNormZero, AdaLayerNormZeroSingle } from './layers/normalization.js';
-import { LayerNorm } from '../graph/layers.js';
 import { checkInput } from './transformer-io.js';
 
 export { packLatents, unpackLatents, imageIds, textIds } from './flux-latents.js';
