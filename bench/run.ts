@@ -15,6 +15,9 @@
  *   --shapes KxN,...    layer shapes (default 3072x3072,3072x12288,12288x3072)
  *   --suite quality     the quantizer's quality study and timings instead (bench/quality.ts; takes
  *                       --json FILE, --threads N, --no-timings, --large)
+ *   --suite flux-blocks one Flux double-stream and one single-stream block, fp32 vs w4a4/mxfp4/nvfp4,
+ *                       with the share of time outside the linear layers (bench/flux-blocks.ts; takes
+ *                       --tokens IMG,TXT, --hidden N, --reps N, --schemes LIST, --threads N, --quick)
  */
 import { benchMachine, resolveThreads, runKernelBench } from '../lib/bench/kernels.js';
 import { jsonLines, writeTextAtomic } from '../lib/bench/files.js';
@@ -86,7 +89,8 @@ if (suite >= 0) {
   const name = process.argv[suite + 1];
   process.argv.splice(suite, 2);
   if (name === 'quality') await import('./quality.js');
-  else if (name !== 'kernels') throw new Error(`unknown --suite ${name}: expected kernels or quality`);
+  else if (name === 'flux-blocks') await import('./flux-blocks.js');
+  else if (name !== 'kernels') throw new Error(`unknown --suite ${name}: expected kernels, quality or flux-blocks`);
   else await main();
 } else {
   await main();

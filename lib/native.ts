@@ -232,6 +232,12 @@ export interface NativeAddon {
   /** torch.nn.GroupNorm over x [n, channels, spatial]. */
   groupNorm(x: Float32Array, n: number, channels: number, spatial: number, groups: number, eps: number,
     gamma: Float32Array | null, beta: Float32Array | null, y: null, threads: number): Promise<Float32Array>;
+  /**
+   * Rotary embedding on interleaved pairs of x [batch, tokens, heads·dim] with cos/sin
+   * [cosBatches (1 or batch), tokens, dim/2]: y[2j] = c·x[2j] − s·x[2j+1], y[2j+1] = s·x[2j] + c·x[2j+1].
+   */
+  rotaryEmbedding(x: Float32Array, batch: number, tokens: number, heads: number, dim: number, cos: Float32Array,
+    sin: Float32Array, cosBatches: number, y: null, threads: number): Promise<Float32Array>;
   /** torch.nn.Conv2d (dilation 1, groups 1) with the weight packed as [cout, cin·kh·kw]; out [n, cout, ho, wo]. */
   conv2d(packed: NativePackedF32, x: Float32Array, n: number, cin: number, h: number, w: number, kh: number, kw: number,
     strideH: number, strideW: number, padH: number, padW: number, bias: Float32Array | null, out: null,

@@ -17,4 +17,5 @@ export {
 export {
   embedding, timestepEmbedding, sincosPosEmbed2d, type TimestepEmbeddingOptions, type SincosPosEmbedOptions,
 } from './embeddings.js';
+export { rotaryTable, applyRotaryEmbedding, type RotaryTable } from './rotary.js';
 export { withScope, keep, chain } from './scope.js';

@@ -68,6 +68,13 @@ export class ConfigReader {
     return v;
   }
 
+  /** A boolean, or null. */
+  optionalBool(key: string, fallback: boolean | null): boolean | null {
+    const v = this.#get(key, fallback);
+    if (v !== null && typeof v !== 'boolean') this.#fail(key, 'null or a boolean', v);
+    return v as boolean | null;
+  }
+
   /** One of `allowed` (the values this implementation supports). */
   oneOf<T extends string>(key: string, fallback: T | null, allowed: readonly T[]): T {
     const v = this.#get(key, fallback);

@@ -16,3 +16,16 @@ export { PatchEmbed, Timesteps, TimestepEmbedding, LabelEmbedding, CombinedTimes
 export { AutoencoderKL, Encoder, Decoder } from './autoencoder-kl.js';
 export type { LatentDistribution } from './autoencoder-kl.js';
 export { ResnetBlock2D, Upsample2D, Downsample2D, UNetMidBlock2D, DownEncoderBlock2D, UpDecoderBlock2D } from './layers/unet-blocks.js';
+export { PixArtTransformer2DModel, maskToKeyBias } from './pixart.js';
+export type { PixArtInputs } from './pixart.js';
+export { SD3Transformer2DModel } from './sd3.js';
+export type { SD3Inputs } from './sd3.js';
+export { FluxTransformer2DModel, FluxTransformerBlock, FluxSingleTransformerBlock } from './flux.js';
+export type { FluxInputs } from './flux.js';
+export { packLatents, unpackLatents, imageIds, textIds } from './flux-latents.js';
+export { JointTransformerBlock } from './layers/joint-transformer-block.js';
+export { AdaLayerNormZeroSingle, AdaLayerNormSingle, AdaLayerNormContinuous, SD35AdaLayerNormZeroX } from './layers/normalization.js';
+export {
+  PixArtAlphaTextProjection, PixArtAlphaCombinedTimestepSizeEmbeddings, CombinedTimestepTextProjEmbeddings, CombinedTimestepGuidanceTextProjEmbeddings,
+} from './layers/embeddings.js';
+export type { JointAttentionOptions } from './layers/attention.js';

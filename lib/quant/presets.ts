@@ -28,6 +28,8 @@ export interface QuantPreset {
 const ADALN = 'adaLN modulation: one row per sample (cheap in high precision; its error would scale every token)';
 const EMBED = 'embedder: one row per sample or a one-off input projection (cheap in high precision)';
 const OUTPUT = 'output projection to the latent/pixel channels (sensitive; kept by Quark and the paper)';
+const TEXT_IN = 'text-token input projection: runs once per step on the prompt tokens (Quark excludes it; cheap in high precision)';
+const QUARK = "in Quark's validated exclude list";
 
 export const PRESETS: Readonly<Record<string, QuantPreset>> = Object.freeze({
   dit: {
@@ -38,6 +40,46 @@ export const PRESETS: Readonly<Record<string, QuantPreset>> = Object.freeze({
       { pattern: '**.norm1.linear', reason: ADALN },
       { pattern: 'proj_out_1', reason: ADALN },
       { pattern: 'proj_out_2', reason: OUTPUT },
+    ],
+  },
+  pixart: {
+    classes: ['PixArtTransformer2DModel'],
+    description: 'PixArt-α/Σ (adaLN-single): self-attention, cross-attention and feed-forward linears quantized',
+    exclude: [
+      // The shared adaLN-single embedder and its 6·dim modulation linear: one row per sample.
+      { pattern: 'adaln_single.**', reason: `timestep ${EMBED}; its linear is the shared ${ADALN}` },
+      { pattern: 'caption_projection.**', reason: TEXT_IN },
+      { pattern: 'proj_out', reason: OUTPUT },
+    ],
+  },
+  sd3: {
+    classes: ['SD3Transformer2DModel'],
+    description: 'SD3 / SD3.5 MM-DiT: joint-attention projections (both streams) and feed-forward linears quantized',
+    exclude: [
+      { pattern: 'time_text_embed.**', reason: `timestep + pooled-text ${EMBED} (${QUARK})` },
+      { pattern: 'context_embedder', reason: `${TEXT_IN} (${QUARK})` },
+      { pattern: 'pos_embed.**', reason: `patch embedding (${QUARK}; a convolution here, listed for completeness)` },
+      { pattern: 'norm_out.**', reason: `output ${ADALN} (${QUARK})` },
+      { pattern: 'proj_out', reason: `${OUTPUT} (${QUARK})` },
+      { pattern: '**.norm1.linear', reason: `${ADALN} (SVDQuant paper's practice)` },
+      { pattern: '**.norm1_context.linear', reason: `${ADALN} (SVDQuant paper's practice)` },
+    ],
+  },
+  flux: {
+    classes: ['FluxTransformer2DModel'],
+    description: 'FLUX.1: double-stream attention/feed-forward and single-stream attention/MLP/fused output linears quantized',
+    exclude: [
+      { pattern: 'x_embedder', reason: `image-token input projection (${QUARK}; in_channels = 64 is too narrow to gain)` },
+      { pattern: 'context_embedder', reason: `${TEXT_IN} (${QUARK})` },
+      { pattern: 'time_text_embed.**', reason: `timestep + guidance + pooled-text ${EMBED} (${QUARK})` },
+      { pattern: 'norm_out.**', reason: `output ${ADALN} (${QUARK})` },
+      // Only the model's own output: Quark's `*proj_out*` would also catch every single block's
+      // fused output projection (a quarter of a single block's linear work), which SVDQuant and
+      // Nunchaku quantize.
+      { pattern: 'proj_out', reason: `${OUTPUT} (${QUARK})` },
+      { pattern: '**.norm1.linear', reason: `${ADALN} (Quark's SVDQuant list)` },
+      { pattern: '**.norm1_context.linear', reason: `${ADALN} (Quark's SVDQuant list)` },
+      { pattern: 'single_transformer_blocks.*.norm.linear', reason: `${ADALN} (the single blocks' adaLN; SVDQuant paper's practice)` },
     ],
   },
 });

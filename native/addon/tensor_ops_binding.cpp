@@ -200,6 +200,31 @@ Napi::Value LayerNormModulate(const Napi::CallbackInfo& info) {
   }, keep);
 }
 
+// rotaryEmbedding(x, batch, tokens, heads, dim, cos, sin, cosBatches, y|null, threads)
+Napi::Value RotaryEmbedding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t batch = get_int(info, 1, "batch", 0, kMaxElems);
+  const int64_t tokens = get_int(info, 2, "tokens", 0, kMaxElems);
+  const int64_t heads = get_int(info, 3, "heads", 0, kMaxElems);
+  const int64_t dim = get_int(info, 4, "dim", 0, kMaxElems);
+  if (dim % 2 != 0) throw_arg(env, "dim", "an even head dimension");
+  const double total = static_cast<double>(batch) * static_cast<double>(tokens) * static_cast<double>(heads) * static_cast<double>(dim);
+  if (total > static_cast<double>(kMaxElems)) throw_arg(env, "batch", "batch · tokens · heads · dim below 2^46");
+  const int64_t cb = get_int(info, 7, "cosBatches", 1, kMaxElems);
+  if (cb != 1 && cb != batch) throw_arg(env, "cosBatches", "1 or batch");
+  const int64_t elems = batch * tokens * heads * dim;
+  const int64_t table = cb * tokens * (dim / 2);
+  const float* x = get_array<float>(info, 0, "x", napi_float32_array, elems, "Float32Array");
+  const float* c = get_array<float>(info, 5, "cos", napi_float32_array, table, "Float32Array");
+  const float* s = get_array<float>(info, 6, "sin", napi_float32_array, table, "Float32Array");
+  std::vector<Napi::Value> keep{info[0], info[5], info[6]};
+  float* out = get_output(info, 8, "y", elems, keep);
+  const int threads = get_threads(info, 9);
+  return run_out_job(env, out, elems, [=](float* y) {
+    svdq::rotary_embedding_f32(x, batch, tokens, heads, dim, c, s, cb, y, svdq::shared_pool(threads));
+  }, keep);
+}
+
 // groupNorm(x, n, channels, spatial, groups, eps, gamma|null, beta|null, y|null, threads)
 Napi::Value GroupNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -231,6 +256,7 @@ void register_tensor_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("elementwise", Napi::Function::New(env, Elementwise, "elementwise"));
   exports.Set("layerNormModulate", Napi::Function::New(env, LayerNormModulate, "layerNormModulate"));
   exports.Set("groupNorm", Napi::Function::New(env, GroupNorm, "groupNorm"));
+  exports.Set("rotaryEmbedding", Napi::Function::New(env, RotaryEmbedding, "rotaryEmbedding"));
 }
 
 }  // namespace svdq_addon

@@ -272,6 +272,34 @@ void layernorm_modulate_f32(const float* x, int64_t rows, int64_t dim, const flo
   });
 }
 
+void rotary_embedding_f32(const float* x, int64_t batch, int64_t tokens, int64_t heads, int64_t dim,
+                          const float* cos, const float* sin, int64_t cos_batches, float* y, ThreadPool& pool) {
+  require(batch >= 0 && tokens >= 0 && heads >= 0 && dim >= 0, "rotary_embedding: sizes must be >= 0");
+  require(dim % 2 == 0, "rotary_embedding: the head dimension must be even");
+  require(cos_batches == 1 || cos_batches == batch, "rotary_embedding: cos/sin must have 1 or batch rows");
+  const int64_t half = dim / 2, width = heads * dim;
+  // One row = one (sample, token): every head of it uses the same cos/sin row.
+  for_rows(batch * tokens, width, pool, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / tokens, t = r % tokens;
+      const int64_t table = ((cos_batches == 1 ? 0 : b) * tokens + t) * half;
+      const float* c = cos + table;
+      const float* s = sin + table;
+      for (int64_t h = 0; h < heads; ++h) {
+        const float* xi = x + r * width + h * dim;
+        float* yo = y + r * width + h * dim;
+        for (int64_t j = 0; j < half; ++j) {
+          // Two products then one sum, as torch rounds them (no fused multiply-add).
+          const float a = xi[2 * j], bb = xi[2 * j + 1];
+          const float ca = c[j] * a, sb = s[j] * bb, sa = s[j] * a, cb = c[j] * bb;
+          yo[2 * j] = ca - sb;
+          yo[2 * j + 1] = sa + cb;
+        }
+      }
+    }
+  });
+}
+
 void group_norm_f32(const float* x, int64_t n, int64_t channels, int64_t spatial, int64_t groups, float eps,
                     const float* gamma, const float* beta, float* y, ThreadPool& pool) {
   require(n >= 0 && channels >= 0 && spatial >= 0, "group_norm_f32: sizes must be >= 0");

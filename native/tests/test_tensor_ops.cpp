@@ -290,3 +290,46 @@ TEST(tensor_ops_conv2d_matches_direct_convolution) {
     }
   }
 }
+
+TEST(tensor_ops_rotary_embedding_matches_definition) {
+  // Two samples, 5 tokens, 3 heads of 8 values; tables shared (1 row) and per sample (batch rows).
+  const int64_t batch = 2, tokens = 5, heads = 3, dim = 8, half = dim / 2;
+  const auto x = random_vec(batch * tokens * heads * dim, 31, 2.0f);
+  for (int64_t cos_batches : {int64_t(1), batch}) {
+    std::vector<float> cos(cos_batches * tokens * half), sin(cos.size());
+    for (size_t i = 0; i < cos.size(); ++i) {
+      const double angle = 0.37 * static_cast<double>(i) + 0.1;
+      cos[i] = static_cast<float>(std::cos(angle));
+      sin[i] = static_cast<float>(std::sin(angle));
+    }
+    std::vector<double> want(x.size());
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t h = 0; h < heads; ++h)
+          for (int64_t j = 0; j < half; ++j) {
+            const int64_t i = ((b * tokens + t) * heads + h) * dim + 2 * j;
+            const int64_t k = ((cos_batches == 1 ? 0 : b) * tokens + t) * half + j;
+            want[i] = double(cos[k]) * x[i] - double(sin[k]) * x[i + 1];
+            want[i + 1] = double(sin[k]) * x[i] + double(cos[k]) * x[i + 1];
+          }
+    std::vector<float> first;
+    for (int threads : {1, 3}) {
+      svdq::ThreadPool pool(threads);
+      std::vector<float> y(x.size());
+      svdq::rotary_embedding_f32(x.data(), batch, tokens, heads, dim, cos.data(), sin.data(), cos_batches, y.data(),
+                                 pool);
+      CHECK(close(y, want, 1e-6));
+      if (first.empty()) first = y; else CHECK(same_bits(y, first));
+    }
+  }
+  // An odd head dimension and a table of the wrong batch are refused.
+  svdq::ThreadPool pool(1);
+  std::vector<float> y(x.size()), table(batch * tokens * half);
+  bool odd = false, rows = false;
+  try { svdq::rotary_embedding_f32(x.data(), 1, 1, 1, 3, table.data(), table.data(), 1, y.data(), pool); }
+  catch (const std::invalid_argument&) { odd = true; }
+  try { svdq::rotary_embedding_f32(x.data(), batch, tokens, heads, dim, table.data(), table.data(), 3, y.data(), pool); }
+  catch (const std::invalid_argument&) { rows = true; }
+  CHECK(odd);
+  CHECK(rows);
+}

@@ -1,16 +1,20 @@
 /**
  * diffusers' Attention module (models/attention_processor.py) with its parameter names: to_q, to_k,
  * to_v, to_out.0 (+ the optional norm_q/norm_k, group_norm, add_{q,k,v}_proj, to_add_out,
- * norm_added_{q,k} of the joint-attention models), and the default processor (AttnProcessor2_0):
- * self- or cross-attention over [B, T, C] tokens or [B, C, H, W] feature maps, with a key padding
- * bias, the residual connection and the output rescale of the VAE's attention.
+ * norm_added_{q,k} of the joint-attention models), and the processors: the default one
+ * (AttnProcessor2_0: self- or cross-attention over [B, T, C] tokens or [B, C, H, W] feature maps,
+ * with a key padding bias, the residual connection and the output rescale of the VAE's attention;
+ * with a rotary table and without to_out it is also Flux's single-stream processor) and the joint
+ * one (`joint`: SD3's JointAttnProcessor2_0 and Flux's FluxAttnProcessor2_0, one attention over the
+ * image and context tokens, each stream with its own projections).
  */
 import { ArgumentError } from '../../errors.js';
 import { Module } from '../../graph/module.js';
 import { Dropout, GroupNorm, LayerNorm, Linear, ModuleList, RMSNorm } from '../../graph/layers.js';
 import { scaledDotProductAttention } from '../../graph/functional.js';
 import { add, div } from '../../graph/elementwise.js';
-import { transpose } from '../../graph/shape-ops.js';
+import { concat, split, transpose } from '../../graph/shape-ops.js';
+import { applyRotaryEmbedding, type RotaryTable } from '../../graph/rotary.js';
 import { declareReleaseSafe } from '../../graph/release.js';
 import { Tensor } from '../../tensor.js';
 
@@ -47,6 +51,15 @@ export interface AttentionCallOptions {
   encoder_hidden_states?: Tensor | null;
   /** Added to the scores per key: [B, Tk] or [B, 1, Tk] (diffusers' bias form of a mask, (1 − m)·−10000). */
   attention_mask?: Tensor | null;
+  /** Rotary table of the tokens (Flux), applied to the queries and keys after their norms. */
+  image_rotary_emb?: RotaryTable | null;
+}
+
+export interface JointAttentionOptions {
+  /** Context tokens before the image tokens in the joint sequence (Flux); default after them (SD3). */
+  contextFirst?: boolean;
+  /** Rotary table of the joint sequence (Flux). */
+  rotary?: RotaryTable | null;
 }
 
 export class Attention extends Module {
@@ -120,13 +133,50 @@ export class Attention extends Module {
     if (spatial !== null) h = await transpose(h.reshape([spatial[0], spatial[1], spatial[2] * spatial[3]]), 1, 2);
     const context = options.encoder_hidden_states ?? h;
     const [q0, k0, v] = await Promise.all([this.child('to_q').call(h), this.child('to_k').call(context), this.child('to_v').call(context)]);
-    const [q, k] = await Promise.all([this.normHeads(q0, 'norm_q'), this.normHeads(k0, 'norm_k')]);
+    let [q, k]: Tensor[] = await Promise.all([this.normHeads(q0, 'norm_q'), this.normHeads(k0, 'norm_k')]);
+    if (options.image_rotary_emb != null) [q, k] = await this.rotate(q, k, options.image_rotary_emb);
     let out = await this.attend(q, k, v, options.attention_mask);
+    if (!this.hasChild('to_out')) return out; // pre_only (Flux's single blocks): the block projects it
     out = await (this.child('to_out') as ModuleList).at(0).call(out);
     if (spatial !== null) out = (await transpose(out, 1, 2)).reshape(spatial);
     if (this.residualConnection) out = await add(out, residual);
     if (this.rescaleOutputFactor !== 1) out = await div(out, this.rescaleOutputFactor);
     return out;
+  }
+
+  /** Queries and keys rotated by a rotary table. */
+  private rotate(q: Tensor, k: Tensor, table: RotaryTable): Promise<[Tensor, Tensor]> {
+    return Promise.all([applyRotaryEmbedding(q, table, this.heads), applyRotaryEmbedding(k, table, this.heads)]);
+  }
+
+  /**
+   * Joint attention over image tokens [B, T, C] and context tokens [B, Tc, C]: each stream has its
+   * projections (to_q/k/v and add_q/k/v_proj) and head norms (norm_q/k, norm_added_q/k), one
+   * attention runs over the concatenated sequence, and the result is split back: [image output
+   * (to_out.0), context output (to_add_out; null for SD3's last block, context_pre_only)].
+   */
+  async joint(hiddenStates: Tensor, context: Tensor, options: JointAttentionOptions = {}): Promise<[Tensor, Tensor | null]> {
+    if (!(hiddenStates instanceof Tensor) || hiddenStates.ndim !== 3) throw new ArgumentError('hidden_states', 'a tensor of shape [B, T, C]', hiddenStates);
+    if (!(context instanceof Tensor) || context.ndim !== 3 || context.shape[0] !== hiddenStates.shape[0]) {
+      throw new ArgumentError('encoder_hidden_states', `a tensor of shape [${hiddenStates.shape[0]}, Tc, C]`, context);
+    }
+    if (!this.hasChild('add_q_proj')) throw new ArgumentError('attention', 'an Attention with added_kv_proj_dim and context_pre_only set (a joint attention)', this.toString());
+    const stream = async (x: Tensor, names: readonly string[], norms: readonly string[]): Promise<Tensor[]> => {
+      const [q, k, v] = await Promise.all(names.map((n) => this.child(n).call(x)));
+      return [await this.normHeads(q, norms[0]), await this.normHeads(k, norms[1]), v];
+    };
+    const image = await stream(hiddenStates, ['to_q', 'to_k', 'to_v'], ['norm_q', 'norm_k']);
+    const text = await stream(context, ['add_q_proj', 'add_k_proj', 'add_v_proj'], ['norm_added_q', 'norm_added_k']);
+    const first = options.contextFirst ? text : image;
+    const second = options.contextFirst ? image : text;
+    let [q, k, v]: Tensor[] = await Promise.all([0, 1, 2].map((i) => concat([first[i], second[i]], 1)));
+    if (options.rotary != null) [q, k] = await this.rotate(q, k, options.rotary);
+    const out = await this.attend(q, k, v);
+    const t = hiddenStates.shape[1], tc = context.shape[1];
+    const parts = await split(out, options.contextFirst ? [tc, t] : [t, tc], 1);
+    const [imageOut, textOut] = options.contextFirst ? [parts[1], parts[0]] : parts;
+    const projected = await (this.child('to_out') as ModuleList).at(0).call(imageOut);
+    return [projected, this.hasChild('to_add_out') ? await this.child('to_add_out').call(textOut) : null];
   }
 }
 declareReleaseSafe(Attention);

@@ -1,12 +1,13 @@
 /**
  * diffusers' embedding modules (models/embeddings.py), with their parameter names: PatchEmbed,
- * Timesteps, TimestepEmbedding, LabelEmbedding and CombinedTimestepLabelEmbeddings.
+ * Timesteps, TimestepEmbedding, LabelEmbedding and CombinedTimestepLabelEmbeddings (DiT), the caption
+ * and size embedders of PixArt, and the timestep + pooled-text (+ guidance) embedders of SD3 and Flux.
  */
 import { ArgumentError } from '../../errors.js';
 import { Module } from '../../graph/module.js';
-import { Conv2d, Embedding, Linear, SiLU } from '../../graph/layers.js';
+import { Conv2d, Embedding, GELU, Linear, SiLU } from '../../graph/layers.js';
 import { add } from '../../graph/elementwise.js';
-import { flatten, transpose } from '../../graph/shape-ops.js';
+import { concat, flatten, transpose } from '../../graph/shape-ops.js';
 import { sincosPosEmbed2d, timestepEmbedding } from '../../graph/embeddings.js';
 import { declareReleaseSafe } from '../../graph/release.js';
 import { Tensor } from '../../tensor.js';
@@ -142,4 +143,97 @@ export class CombinedTimestepLabelEmbeddings extends Module {
   }
 }
 
-for (const cls of [PatchEmbed, Timesteps, TimestepEmbedding, LabelEmbedding, CombinedTimestepLabelEmbeddings]) declareReleaseSafe(cls);
+/**
+ * linear_1 -> GELU(tanh) or SiLU -> linear_2 (diffusers PixArtAlphaTextProjection: PixArt's caption
+ * projection, and the pooled-text embedder of SD3 and Flux).
+ */
+export class PixArtAlphaTextProjection extends Module {
+  constructor(inFeatures: number, hiddenSize: number, options: { outFeatures?: number; act?: 'gelu_tanh' | 'silu' } = {}) {
+    super();
+    this.registerModule('linear_1', new Linear(inFeatures, hiddenSize));
+    this.registerModule('act_1', options.act === 'silu' ? new SiLU() : new GELU({ approximate: 'tanh' }));
+    this.registerModule('linear_2', new Linear(hiddenSize, options.outFeatures ?? hiddenSize));
+  }
+
+  override async forward(caption: Tensor): Promise<Tensor> {
+    const h = await this.child('act_1').call(await this.child('linear_1').call(caption));
+    return this.child('linear_2').call(h);
+  }
+}
+
+/** PixArt's micro-conditions: image resolution [B, 2] (height, width) and aspect ratio [B, 1]. */
+export interface SizeConditions {
+  resolution?: Tensor | null;
+  aspect_ratio?: Tensor | null;
+}
+
+/**
+ * PixArt's timestep embedding (PixArtAlphaCombinedTimestepSizeEmbeddings), plus with
+ * `use_additional_conditions` the resolution and aspect-ratio embeddings concatenated (dim/3 each
+ * per value) and added.
+ */
+export class PixArtAlphaCombinedTimestepSizeEmbeddings extends Module {
+  constructor(embeddingDim: number, sizeEmbDim: number, readonly useAdditionalConditions = false) {
+    super();
+    this.registerModule('time_proj', new Timesteps(256, true, 0));
+    this.registerModule('timestep_embedder', new TimestepEmbedding(256, embeddingDim));
+    if (useAdditionalConditions) {
+      this.registerModule('additional_condition_proj', new Timesteps(256, true, 0));
+      this.registerModule('resolution_embedder', new TimestepEmbedding(256, sizeEmbDim));
+      this.registerModule('aspect_ratio_embedder', new TimestepEmbedding(256, sizeEmbDim));
+    }
+  }
+
+  override async forward(timestep: Tensor, sizes: SizeConditions = {}): Promise<Tensor> {
+    const t = await this.child('timestep_embedder').call(await this.child('time_proj').call(timestep));
+    if (!this.useAdditionalConditions) return t;
+    const b = t.shape[0];
+    const embed = async (x: Tensor | null | undefined, name: string, perSample: number): Promise<Tensor> => {
+      if (!(x instanceof Tensor) || x.numel !== b * perSample) {
+        throw new ArgumentError(`added_cond_kwargs.${name}`, `a tensor of ${b}·${perSample} values (use_additional_conditions is set)`, x);
+      }
+      const proj = await this.child('additional_condition_proj').call(x.reshape([b * perSample]));
+      const e = await this.child(`${name}_embedder`).call(proj);
+      return e.reshape([b, e.numel / b]);
+    };
+    const sizeEmb = await concat([await embed(sizes.resolution, 'resolution', 2), await embed(sizes.aspect_ratio, 'aspect_ratio', 1)], 1);
+    return add(t, sizeEmb);
+  }
+}
+
+/** timestep embedding + pooled text projection (CombinedTimestepTextProjEmbeddings, SD3; Flux schnell). */
+export class CombinedTimestepTextProjEmbeddings extends Module {
+  constructor(embeddingDim: number, pooledProjectionDim: number) {
+    super();
+    this.registerModule('time_proj', new Timesteps(256, true, 0));
+    this.registerModule('timestep_embedder', new TimestepEmbedding(256, embeddingDim));
+    this.registerModule('text_embedder', new PixArtAlphaTextProjection(pooledProjectionDim, embeddingDim, { act: 'silu' }));
+  }
+
+  override async forward(timestep: unknown, pooledProjection: Tensor): Promise<Tensor> {
+    const t = await this.child('timestep_embedder').call(await this.child('time_proj').call(timestep));
+    return add(t, await this.child('text_embedder').call(pooledProjection));
+  }
+}
+
+/** timestep + guidance embeddings + pooled text projection (CombinedTimestepGuidanceTextProjEmbeddings, Flux dev). */
+export class CombinedTimestepGuidanceTextProjEmbeddings extends Module {
+  constructor(embeddingDim: number, pooledProjectionDim: number) {
+    super();
+    this.registerModule('time_proj', new Timesteps(256, true, 0));
+    this.registerModule('timestep_embedder', new TimestepEmbedding(256, embeddingDim));
+    this.registerModule('guidance_embedder', new TimestepEmbedding(256, embeddingDim));
+    this.registerModule('text_embedder', new PixArtAlphaTextProjection(pooledProjectionDim, embeddingDim, { act: 'silu' }));
+  }
+
+  override async forward(timestep: unknown, guidance: unknown, pooledProjection: Tensor): Promise<Tensor> {
+    const t = await this.child('timestep_embedder').call(await this.child('time_proj').call(timestep));
+    const g = await this.child('guidance_embedder').call(await this.child('time_proj').call(guidance));
+    return add(await add(t, g), await this.child('text_embedder').call(pooledProjection));
+  }
+}
+
+for (const cls of [
+  PatchEmbed, Timesteps, TimestepEmbedding, LabelEmbedding, CombinedTimestepLabelEmbeddings, PixArtAlphaTextProjection,
+  PixArtAlphaCombinedTimestepSizeEmbeddings, CombinedTimestepTextProjEmbeddings, CombinedTimestepGuidanceTextProjEmbeddings,
+]) declareReleaseSafe(cls);

@@ -53,6 +53,14 @@ void layernorm_modulate_f32(const float* x, int64_t rows, int64_t dim, const flo
                             float eps, const float* scale, const float* shift, int64_t rows_per_sample, float* y,
                             ThreadPool& pool);
 
+// Rotary position embedding on interleaved pairs (Flux's apply_rope): x is [batch, tokens, heads·dim]
+// (head h in columns [h·dim, (h+1)·dim)), cos/sin are [cos_batches, tokens, dim/2] with cos_batches 1
+// (shared by every sample) or batch; per pair j of every head,
+//   y[2j] = cos_j·x[2j] − sin_j·x[2j+1],   y[2j+1] = sin_j·x[2j] + cos_j·x[2j+1].
+// dim must be even. y may not overlap x.
+void rotary_embedding_f32(const float* x, int64_t batch, int64_t tokens, int64_t heads, int64_t dim,
+                          const float* cos, const float* sin, int64_t cos_batches, float* y, ThreadPool& pool);
+
 // GroupNorm as torch.nn.GroupNorm: x [n, channels, spatial] (spatial = H·W, or 1), channels split
 // into `groups` equal groups; mean and biased variance over each (sample, group) accumulated in
 // double; y = (x - mean) / sqrt(var + eps) · gamma[c] + beta[c] (gamma/beta nullable: 1/0).
