@@ -9,6 +9,7 @@ export type SvdquantErrorCode =
   | 'ERR_SVDQ_NONFINITE'
   | 'ERR_SVDQ_NATIVE'
   | 'ERR_SVDQ_IO'
+  | 'ERR_SVDQ_ABORTED'
   | 'ERR_SVDQ_GPU_OOM'
   | 'ERR_SVDQ_GPU_NO_DEVICE'
   | 'ERR_SVDQ_GPU_DRIVER'
@@ -63,6 +64,19 @@ export class IoError extends SvdquantError {
     const reason = cause instanceof Error ? cause.message : String(cause);
     super('ERR_SVDQ_IO', `could not ${action} '${file}': ${reason}`, { cause });
     this.file = file;
+  }
+}
+
+/**
+ * A long operation (a sampling run) was cancelled through its AbortSignal. `reason` is the
+ * signal's reason; `name` is 'AbortError', as for the DOM's aborts, so generic abort handling works.
+ */
+export class AbortError extends SvdquantError {
+  readonly reason: unknown;
+  constructor(operation: string, reason?: unknown) {
+    const why = reason instanceof Error ? `: ${reason.message}` : typeof reason === 'string' ? `: ${reason}` : '';
+    super('ERR_SVDQ_ABORTED', `${operation} was aborted${why}`, { cause: reason });
+    this.reason = reason;
   }
 }
 

@@ -4,7 +4,7 @@
 export { Tensor, DTYPES, dtypeBits, isDType, isTensor } from './tensor.js';
 export type { DType, Device, Storage, StorageOf } from './tensor.js';
 export {
-  ArgumentError, FileFormatError, IoError, NativeError, NonFiniteError, SvdquantError, BackendUnavailableError,
+  AbortError, ArgumentError, FileFormatError, IoError, NativeError, NonFiniteError, SvdquantError, BackendUnavailableError,
   GpuError, GpuOutOfMemoryError, GpuNoDeviceError, GpuDriverError, GpuRuntimeError, GpuUnsupportedError,
 } from './errors.js';
 export type { SvdquantErrorCode, GpuErrorCode } from './errors.js';
@@ -58,3 +58,4 @@ export type {
 } from './pipelines/schedulers/index.js';
 export * from './image/index.js';
 export * from './models/index.js';
+export * from './pipelines/index.js';

@@ -1,0 +1,350 @@
+/**
+ * DiTPipeline: class-conditional sampling with a DiT (diffusers' DiTPipeline semantics), in latent
+ * space with a VAE (decode latents / scaling_factor) or in pixel space without one (the built-in
+ * model). Classifier-free guidance runs the model on the doubled batch [labels..., null...] with the
+ * null class = num_embeds_ada_norm, guides the eps channels only, and drops a learned-sigma model's
+ * variance channels before the scheduler step.
+ *
+ * Two deliberate differences from diffusers 0.30.3's DiTPipeline, both invisible with DDIM (the DiT
+ * scheduler, whose initNoiseSigma is 1 and whose scaleModelInput is the identity): the initial noise
+ * is multiplied by the scheduler's initNoiseSigma, and the scheduler steps the unscaled sample (diffusers
+ * steps the scaled model input), so Euler-type schedulers also sample correctly. The guided
+ * prediction is identical for both halves of the doubled batch, so only the conditional half is stepped.
+ *
+ * Every image's starting noise comes from its own seed (random.ts), so an image does not depend on
+ * the batch it is generated in (up to the engine's arithmetic across batch sizes; see the tests).
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ArgumentError } from '../errors.js';
+import type { Module } from '../graph/module.js';
+import { readConfigFile } from '../io/config-file.js';
+import { AutoencoderKL } from '../models/autoencoder-kl.js';
+import { loadModel, type LoadProgress } from '../models/loader.js';
+import { Tensor } from '../tensor.js';
+import { checkSignal, denoise, throwIfAborted, type StepInfo } from './denoising-loop.js';
+import { doubleBatch, epsChannels, guide } from './guidance.js';
+import { isSeed, randnBatch } from './random.js';
+import { loadSchedulerConfig } from './schedulers/config-file.js';
+import { schedulerFromConfig } from './schedulers/registry.js';
+import type { Scheduler } from './schedulers/types.js';
+
+export const MODEL_INDEX_NAME = 'model_index.json';
+export const DEFAULT_NUM_INFERENCE_STEPS = 50;
+export const DEFAULT_GUIDANCE_SCALE = 4.0;
+
+export interface DiTPipelineComponents {
+  /** The denoiser: forward({ hidden_states, timestep, class_labels }) -> { sample }, with a diffusers `config`. */
+  readonly transformer: Module;
+  /** A scheduler; each generate call runs its own copy (schedulerFromConfig(scheduler.config)). */
+  readonly scheduler: Scheduler;
+  /** The VAE of a latent model; absent or null for a pixel-space model. */
+  readonly vae?: AutoencoderKL | null;
+  /** Class names by id (model_index.json's id2label), for labels given by name. */
+  readonly id2label?: Readonly<Record<string, string>> | null;
+}
+
+export interface DiTPipelineLoadOptions {
+  /**
+   * The scheduler: a Scheduler, a scheduler config object, or a path (a scheduler folder, a
+   * scheduler_config.json, or a pipeline folder). Default: the pipeline folder's scheduler/.
+   * Required when loading a checkpoint file; a pipeline folder given here (one with model_index.json,
+   * e.g. builtinModelDir()) also supplies the VAE and id2label defaults.
+   */
+  readonly scheduler?: Scheduler | object | string;
+  /** The VAE: a model, a VAE folder, or null for none. Default: the pipeline folder's vae/ if model_index.json names one. */
+  readonly vae?: AutoencoderKL | string | null;
+  /** Class names by id; default: model_index.json's id2label. */
+  readonly id2label?: Readonly<Record<string, string>> | null;
+  /** Load progress of each component's weights. */
+  readonly onProgress?: (progress: LoadProgress & { component: 'transformer' | 'vae' }) => void;
+}
+
+export interface DiTGenerateOptions {
+  /** One class per image: ids, or names from id2label (case-insensitive). */
+  readonly classLabels: readonly number[] | readonly string[];
+  /** Seeds per image, or one number s for s, s+1, ...; default 0. Integers in [0, 2^53). */
+  readonly seeds?: readonly number[] | number;
+  /** Default 50. */
+  readonly numInferenceSteps?: number;
+  /** Default 4.0; <= 1 disables classifier-free guidance (no doubled batch). */
+  readonly guidanceScale?: number;
+  /** Starting noise [B, C, H, W] instead of the seeded noise (scaled by initNoiseSigma, as given noise is in diffusers). */
+  readonly latents?: Tensor;
+  /** Checked before every step and before decoding: AbortError once aborted. */
+  readonly signal?: AbortSignal;
+  /** Called after every step. */
+  readonly onStep?: (info: StepInfo) => void;
+}
+
+export interface DiTGenerateResult {
+  /** [B, C, H, W] in [0, 1]. */
+  readonly images: Tensor<'f32'>;
+  /**
+   * The decoded output before x/2 + 0.5 and clamping ([-1, 1] scale): the VAE's output, or the
+   * final sample of a pixel model. tensorToImages(decoded) gives diffusers' exact PNG bytes.
+   */
+  readonly decoded: Tensor;
+  /** The final sample before decoding and clamping (latents, or pixels in [-1, 1] scale for a pixel model). */
+  readonly latents: Tensor;
+  /** The resolved class ids and seeds, in batch order. */
+  readonly classLabels: readonly number[];
+  readonly seeds: readonly number[];
+  readonly timings: { readonly totalMs: number; readonly denoiserMs: number; readonly decodeMs: number };
+}
+
+interface DenoiserShape {
+  inChannels: number;
+  outChannels: number;
+  sampleSize: number;
+  numClasses: number;
+}
+
+function configInt(config: Record<string, unknown>, key: string, fallback: number | null): number {
+  const v = config[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ArgumentError(`transformer.config.${key}`, 'a positive integer', v);
+  return v;
+}
+
+function denoiserShape(transformer: unknown): DenoiserShape {
+  const config = (transformer as { config?: unknown } | null)?.config;
+  if (typeof (transformer as Module | null)?.call !== 'function' || config === null || typeof config !== 'object') {
+    throw new ArgumentError('components.transformer', 'a DiT model (a Module with a diffusers config)', transformer);
+  }
+  const c = config as Record<string, unknown>;
+  const inChannels = configInt(c, 'in_channels', 4);
+  const outChannels = configInt(c, 'out_channels', inChannels);
+  if (outChannels !== inChannels && outChannels !== 2 * inChannels) {
+    throw new ArgumentError('transformer.config.out_channels', `in_channels (${inChannels}) or twice it (learned sigma)`, outChannels);
+  }
+  return { inChannels, outChannels, sampleSize: configInt(c, 'sample_size', 32), numClasses: configInt(c, 'num_embeds_ada_norm', 1000) };
+}
+
+function checkId2label(value: unknown, argument: string): Readonly<Record<string, string>> | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'object' || Array.isArray(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw new ArgumentError(argument, 'an object mapping class ids to names', value);
+  }
+  return Object.freeze({ ...(value as Record<string, string>) });
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** model_index.json of `dir`, or null when there is none. */
+async function readModelIndex(dir: string): Promise<Record<string, unknown> | null> {
+  const file = join(dir, MODEL_INDEX_NAME);
+  try {
+    if (!(await stat(file)).isFile()) return null;
+  } catch {
+    return null;
+  }
+  return readConfigFile(file, 'a diffusers pipeline index (model_index.json)');
+}
+
+/** Whether model_index.json names a component (diffusers writes [null, null] for an absent one). */
+function hasComponent(index: Record<string, unknown> | null, name: string): boolean {
+  const entry = index?.[name];
+  return Array.isArray(entry) && entry.length === 2 && entry[1] !== null;
+}
+
+export class DiTPipeline {
+  readonly transformer: Module;
+  readonly scheduler: Scheduler;
+  readonly vae: AutoencoderKL | null;
+  readonly id2label: Readonly<Record<string, string>> | null;
+  readonly inChannels: number;
+  readonly sampleSize: number;
+  /** The model's class count; the null (unconditional) class id is this number. */
+  readonly numClasses: number;
+  readonly learnedSigma: boolean;
+
+  constructor(components: DiTPipelineComponents) {
+    if (components === null || typeof components !== 'object') {
+      throw new ArgumentError('components', 'an object { transformer, scheduler, vae?, id2label? }', components);
+    }
+    const shape = denoiserShape(components.transformer);
+    const scheduler = components.scheduler as Scheduler | undefined;
+    if (scheduler === null || typeof scheduler !== 'object' || typeof scheduler.step !== 'function' || typeof scheduler.config !== 'object') {
+      throw new ArgumentError('components.scheduler', 'a Scheduler (schedulerFromConfig)', scheduler);
+    }
+    const vae = components.vae ?? null;
+    if (vae !== null && !(vae instanceof AutoencoderKL)) throw new ArgumentError('components.vae', 'an AutoencoderKL or null', vae);
+    this.transformer = components.transformer;
+    this.scheduler = scheduler;
+    this.vae = vae;
+    this.id2label = checkId2label(components.id2label, 'components.id2label');
+    this.inChannels = shape.inChannels;
+    this.sampleSize = shape.sampleSize;
+    this.numClasses = shape.numClasses;
+    this.learnedSigma = shape.outChannels === 2 * shape.inChannels;
+  }
+
+  /**
+   * Loads a pipeline: a diffusers pipeline folder (model_index.json, transformer/, scheduler/,
+   * optional vae/), or a whole-model svdquant checkpoint of the transformer (quantized or not) with
+   * `options.scheduler` naming where the scheduler (and VAE, class names) come from.
+   */
+  static async fromPretrained(source: string, options: DiTPipelineLoadOptions = {}): Promise<DiTPipeline> {
+    if (typeof source !== 'string' || source.length === 0) throw new ArgumentError('source', 'a diffusers pipeline folder or a checkpoint file', source);
+    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { scheduler, vae, id2label, onProgress }', options);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new ArgumentError('options.onProgress', 'a function', options.onProgress);
+    const progress = (component: 'transformer' | 'vae') => (p: LoadProgress) => options.onProgress?.({ ...p, component });
+
+    const sourceIsFolder = await isDirectory(source);
+    const schedulerIsFolder = typeof options.scheduler === 'string' && await isDirectory(options.scheduler);
+    // Where the defaults for scheduler, VAE and class names come from: the source folder, else a pipeline folder given as the scheduler.
+    const home = sourceIsFolder ? source : schedulerIsFolder ? options.scheduler as string : undefined;
+    const index = home === undefined ? null : await readModelIndex(home);
+    if (sourceIsFolder && index === null) {
+      throw new ArgumentError('source', `a diffusers pipeline folder with ${MODEL_INDEX_NAME} (for a model folder, build the pipeline with new DiTPipeline({ transformer: await loadModel(dir), scheduler }))`, source);
+    }
+
+    const transformer = sourceIsFolder
+      ? await loadModel(source, { subfolder: 'transformer', onProgress: progress('transformer') })
+      : await loadModel(source, { onProgress: progress('transformer') });
+
+    let scheduler: Scheduler;
+    if (options.scheduler === undefined) {
+      if (!sourceIsFolder) throw new ArgumentError('options.scheduler', 'a scheduler (folder, config or Scheduler) when loading a checkpoint file, e.g. the pipeline folder it came from', undefined);
+      scheduler = schedulerFromConfig(await loadSchedulerConfig(source));
+    } else if (typeof options.scheduler === 'string') {
+      scheduler = schedulerFromConfig(await loadSchedulerConfig(options.scheduler));
+    } else if (typeof (options.scheduler as Scheduler).step === 'function') {
+      scheduler = options.scheduler as Scheduler;
+    } else {
+      scheduler = schedulerFromConfig(options.scheduler);
+    }
+
+    let vae: AutoencoderKL | null = null;
+    if (options.vae === undefined) {
+      if (home !== undefined && hasComponent(index, 'vae')) vae = await loadVae(home, 'vae', progress('vae'));
+    } else if (typeof options.vae === 'string') {
+      vae = await loadVae(options.vae, undefined, progress('vae'));
+    } else {
+      vae = options.vae;
+    }
+    const id2label = options.id2label !== undefined ? options.id2label : (index?.id2label as Record<string, string> | undefined) ?? null;
+    return new DiTPipeline({ transformer, scheduler, vae, id2label });
+  }
+
+  /** The class id of `label` (an id, or a name from id2label, case-insensitive). */
+  classId(label: number | string, argument = 'label'): number {
+    if (typeof label === 'number') {
+      if (!Number.isInteger(label) || label < 0 || label >= this.numClasses) throw new ArgumentError(argument, `a class id in [0, ${this.numClasses})`, label);
+      return label;
+    }
+    if (typeof label !== 'string' || this.id2label === null) {
+      throw new ArgumentError(argument, this.id2label === null ? `a class id in [0, ${this.numClasses}) (this model has no class names)` : 'a class id or name', label);
+    }
+    const wanted = label.trim().toLowerCase();
+    for (const [id, name] of Object.entries(this.id2label)) if (name.toLowerCase() === wanted) return this.classId(Number(id), argument);
+    throw new ArgumentError(argument, `a class id or one of ${Object.values(this.id2label).map((n) => `'${n}'`).join(', ')}`, label);
+  }
+
+  /** Samples one image per class label (see DiTGenerateOptions and the file comment). */
+  async generate(options: DiTGenerateOptions): Promise<DiTGenerateResult> {
+    const start = performance.now();
+    const o = this.#checkGenerateOptions(options);
+    const batch = o.classLabels.length;
+    const itemShape = [this.inChannels, this.sampleSize, this.sampleSize];
+    const scheduler = schedulerFromConfig(this.scheduler.config);
+    let latents = o.latents ?? randnBatch(itemShape, o.seeds);
+    if (scheduler.initNoiseSigma !== 1) latents = scale(latents, scheduler.initNoiseSigma);
+
+    const cfg = o.guidanceScale > 1;
+    const labels = Tensor.fromIntegers(cfg ? [...o.classLabels, ...new Array(batch).fill(this.numClasses)] : o.classLabels);
+    const predict = async (modelInput: Tensor, timestep: number): Promise<Tensor> => {
+      const hidden = cfg ? doubleBatch(modelInput) : modelInput;
+      const { sample } = await (this.transformer as Module<[object], { sample: Tensor }>).call({ hidden_states: hidden, timestep, class_labels: labels });
+      if (!(sample instanceof Tensor)) throw new ArgumentError('transformer', 'a model whose forward returns { sample: Tensor }', sample);
+      return cfg ? guide(sample, o.guidanceScale, this.inChannels) : epsChannels(sample, this.inChannels);
+    };
+    const done = await denoise({
+      scheduler, latents, numInferenceSteps: o.numInferenceSteps, predict, signal: o.signal, onStep: o.onStep, operation: 'DiTPipeline.generate',
+    });
+    throwIfAborted(o.signal, 'DiTPipeline.generate');
+
+    const decodeStart = performance.now();
+    const decoded = await this.#decode(done.latents);
+    const images = toUnitRange(decoded);
+    const decodeMs = performance.now() - decodeStart;
+    return {
+      images,
+      decoded,
+      latents: done.latents,
+      classLabels: o.classLabels,
+      seeds: o.seeds,
+      timings: { totalMs: performance.now() - start, denoiserMs: done.predictMs, decodeMs },
+    };
+  }
+
+  /** The [-1, 1]-scale images: VAE decode of latents / scaling_factor (+ shift) when there is a VAE, else the latents. */
+  async #decode(latents: Tensor): Promise<Tensor> {
+    if (this.vae === null) return latents;
+    const sf = this.vae.scalingFactor, shift = this.vae.shiftFactor;
+    const src = latents.to('f32').data;
+    const z = new Float32Array(src.length);
+    const inv = Math.fround(1 / sf);
+    for (let i = 0; i < src.length; i++) z[i] = shift === 0 ? Math.fround(inv * src[i]) : Math.fround(Math.fround(src[i] / sf) + shift);
+    return this.vae.decode(Tensor.fromStorage(z, latents.shape, 'f32'));
+  }
+
+  #checkGenerateOptions(options: DiTGenerateOptions) {
+    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { classLabels, seeds, numInferenceSteps, guidanceScale, signal, onStep }', options);
+    const labels = options.classLabels as unknown;
+    if (!Array.isArray(labels) || labels.length === 0) throw new ArgumentError('options.classLabels', 'a non-empty array of class ids or names (one per image)', labels);
+    const classLabels = labels.map((l, i) => this.classId(l as number | string, `options.classLabels[${i}]`));
+    const batch = classLabels.length;
+    const seedsIn = options.seeds ?? 0;
+    let seeds: number[];
+    if (typeof seedsIn === 'number') {
+      if (!isSeed(seedsIn) || !isSeed(seedsIn + batch - 1)) throw new ArgumentError('options.seeds', 'an integer seed in [0, 2^53) or one per image', seedsIn);
+      seeds = classLabels.map((_, i) => seedsIn + i);
+    } else if (Array.isArray(seedsIn) && seedsIn.length === batch && seedsIn.every(isSeed)) {
+      seeds = [...seedsIn];
+    } else {
+      throw new ArgumentError('options.seeds', `one integer seed in [0, 2^53), or ${batch} of them (one per image)`, seedsIn);
+    }
+    const steps = options.numInferenceSteps ?? DEFAULT_NUM_INFERENCE_STEPS;
+    if (!Number.isInteger(steps) || steps < 1) throw new ArgumentError('options.numInferenceSteps', 'a positive integer', steps);
+    const guidanceScale = options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+    if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new ArgumentError('options.guidanceScale', 'a finite number', guidanceScale);
+    const latents = options.latents;
+    if (latents !== undefined) {
+      const want = [batch, this.inChannels, this.sampleSize, this.sampleSize];
+      if (!(latents instanceof Tensor) || latents.shape.join() !== want.join()) throw new ArgumentError('options.latents', `a tensor of shape [${want.join(', ')}]`, latents instanceof Tensor ? latents.toString() : latents);
+    }
+    if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', options.onStep);
+    const signal = checkSignal(options.signal, 'options.signal');
+    throwIfAborted(signal, 'DiTPipeline.generate');
+    return { classLabels, seeds, numInferenceSteps: steps, guidanceScale, latents: latents?.to('f32'), signal, onStep: options.onStep };
+  }
+}
+
+async function loadVae(dir: string, subfolder: string | undefined, onProgress: (p: LoadProgress) => void): Promise<AutoencoderKL> {
+  const model = await loadModel(dir, { subfolder, onProgress });
+  if (!(model instanceof AutoencoderKL)) throw new ArgumentError('options.vae', 'a folder holding an AutoencoderKL', dir);
+  return model;
+}
+
+/** x/2 + 0.5 clamped to [0, 1], in float32 (diffusers' postprocess). */
+function toUnitRange(x: Tensor): Tensor<'f32'> {
+  const src = x.to('f32').data;
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = Math.min(1, Math.max(0, Math.fround(Math.fround(src[i] / 2) + 0.5)));
+  return Tensor.fromStorage(out, x.shape, 'f32');
+}
+
+function scale(x: Tensor, factor: number): Tensor<'f32'> {
+  const src = x.to('f32').data;
+  const out = new Float32Array(src.length);
+  const f = Math.fround(factor);
+  for (let i = 0; i < src.length; i++) out[i] = Math.fround(src[i] * f);
+  return Tensor.fromStorage(out, x.shape, 'f32');
+}
