@@ -38,7 +38,7 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
   const state: ServeApp = { app, ready: true };
   const imagesSent = new WeakMap<FastifyRequest, number>();
   const { metrics, service, model } = options;
-  metrics.setQueueDepthSource(() => service.queueDepth());
+  metrics.setSources({ queueDepth: () => service.queueDepth(), inFlight: () => service.inFlight() });
 
   app.setErrorHandler((error: FastifyError | ServeError | Error, request, reply) => {
     const { status, kind, message } = describeError(error);

@@ -20,7 +20,13 @@ export interface BatchPipeline {
     numInferenceSteps?: number;
     guidanceScale?: number;
     signal?: AbortSignal;
-  }): Promise<{ images: PipelineImages; timings?: { totalMs: number; denoiserMs: number; decodeMs: number } }>;
+  }): Promise<{
+    images: PipelineImages;
+    /** Other tensors of the result (DiTPipeline's decoded output and final latents): disposed with the images. */
+    decoded?: { dispose?(): void };
+    latents?: { dispose?(): void };
+    timings?: { totalMs: number; denoiserMs: number; decodeMs: number };
+  }>;
 }
 
 /** A [B, C, H, W] float tensor with values in [0, 1] (lib/tensor Tensor<'f32'>). */
@@ -285,7 +291,8 @@ export class DynamicBatcher {
       try {
         this.deliver(members, out.images, { startedAt, generateMs, images: classLabels.length });
       } finally {
-        out.images.dispose?.();
+        // Freed now rather than at a later collection: a long-running server stays flat (README, event loop).
+        for (const tensor of new Set([out.images, out.decoded, out.latents])) tensor?.dispose?.();
       }
     } catch (caught) {
       error = caught;

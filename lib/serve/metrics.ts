@@ -14,8 +14,8 @@ export interface ServeMetrics {
   requestDone(status: number, seconds: number, images: number): void;
   /** An error answered to a client, by kind (invalid_request, queue_full, timeout, cancelled, ...). */
   error(kind: string): void;
-  /** Where the current queue depth is read from. */
-  setQueueDepthSource(read: () => number): void;
+  /** Where the current queue depth and the requests being generated are read from. */
+  setSources(sources: { queueDepth(): number; inFlight(): number }): void;
 }
 
 const IMAGES_PER_SECOND_WINDOW_S = 60;
@@ -23,14 +23,20 @@ const IMAGES_PER_SECOND_WINDOW_S = 60;
 export function createServeMetrics(options: { maxBatch: number }): ServeMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'svdquant_' });
-  let readQueueDepth = (): number => 0;
+  let sources = { queueDepth: (): number => 0, inFlight: (): number => 0 };
   const imageTimes: Array<{ at: number; count: number }> = [];
 
   new Gauge({
     name: 'svdquant_queue_depth',
     help: 'Requests waiting for a batch (not counting the running batch).',
     registers: [registry],
-    collect() { this.set(readQueueDepth()); },
+    collect() { this.set(sources.queueDepth()); },
+  });
+  new Gauge({
+    name: 'svdquant_requests_in_flight',
+    help: 'Requests being generated (in the running batch, or taken by a worker in queue mode) and not yet answered.',
+    registers: [registry],
+    collect() { this.set(sources.inFlight()); },
   });
   const batchImages = new Histogram({
     name: 'svdquant_batch_images',
@@ -106,8 +112,8 @@ export function createServeMetrics(options: { maxBatch: number }): ServeMetrics 
     error(kind) {
       errors.inc({ kind });
     },
-    setQueueDepthSource(read) {
-      readQueueDepth = read;
+    setSources(read) {
+      sources = read;
     },
   };
 }

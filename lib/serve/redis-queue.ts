@@ -142,6 +142,10 @@ export class RedisImageService implements ImageService {
     return this.lastDepth;
   }
 
+  inFlight(): number {
+    return this.waiting.size;
+  }
+
   ready(): boolean {
     return !this.closing;
   }

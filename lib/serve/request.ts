@@ -14,7 +14,6 @@ export interface ServeModelInfo {
   readonly labels: readonly string[];
   /** Image side in pixels (the model generates square images of this size only). */
   readonly sampleSize: number;
-  readonly channels: 1 | 3 | 4;
 }
 
 /** The body of POST /v1/images as the client sends it. */
@@ -38,7 +37,8 @@ export interface GenerationParams {
   guidanceScale?: number;
 }
 
-export const MAX_SEED = 2 ** 32 - 1;
+/** The pipeline's seeds are integers in [0, 2^53). */
+export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 export const MAX_STEPS = 1000;
 export const MAX_IMAGES_PER_REQUEST = 64;
 
@@ -103,7 +103,9 @@ function resolveLabel(label: number | string, model: ServeModelInfo, field: stri
     }
     return label;
   }
-  const id = model.labels.indexOf(label);
+  // Names match as the pipeline matches them: trimmed, case-insensitive.
+  const wanted = label.trim().toLowerCase();
+  const id = model.labels.findIndex((name) => name.toLowerCase() === wanted);
   if (id < 0) throw new InvalidRequestError(field, `a class name of this model (${model.labels.map((l) => JSON.stringify(l)).join(', ')}), got ${JSON.stringify(label)}`);
   return id;
 }

@@ -27,6 +27,8 @@ export interface ImageService {
   enqueue?(params: GenerationParams): Promise<string>;
   getJob?(id: string): Promise<JobState>;
   queueDepth(): number;
+  /** Requests being generated and not yet answered (queue mode: every request waiting for its job). */
+  inFlight(): number;
   ready(): boolean;
   /** Finishes or cancels the work in hand within the deadline, then releases everything. */
   close(deadlineMs: number): Promise<void>;
@@ -59,6 +61,10 @@ export class LocalImageService implements ImageService {
 
   queueDepth(): number {
     return this.batcher.queueDepth;
+  }
+
+  inFlight(): number {
+    return this.batcher.inFlight;
   }
 
   ready(): boolean {

@@ -7,5 +7,7 @@ import { demoCommand } from './demo.js';
 import { doctorCommand } from './doctor.js';
 import { inspectCommand } from './inspect.js';
 import { quantizeCommand } from './quantize.js';
+import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
 
-export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand];
+export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand, serveCommand, workerCommand];
