@@ -112,7 +112,11 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
         // Jobs in hand are not finished: leave them to stall (their locks expire) rather than fail them.
         abandoned = true;
         const aborted = batcher.close(0);
-        await worker.close(true);
+        // A forced close can still wait on an unreachable Redis: bounded, then the connections are dropped.
+        let grace: NodeJS.Timeout | null = null;
+        await Promise.race([worker.close(true), new Promise((resolve) => { grace = setTimeout(resolve, 1000); })]);
+        if (grace !== null) clearTimeout(grace);
+        await worker.disconnect().catch(() => {});
         await aborted;
       }
     },
