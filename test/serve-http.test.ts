@@ -6,6 +6,10 @@
  */
 import t from 'tap';
 import { PNG } from 'pngjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Tensor, builtinModelDir, loadModel, quantizeModel, randnBatch, saveCheckpoint } from '../lib/index.js';
 import { requireBuiltCli } from './support/cli.js';
 import { metric, postImages, startServe, waitForMetric, type JsonImages, type ServeProc } from './support/serve-process.js';
 
@@ -165,4 +169,35 @@ t.test('SIGTERM: the request in flight is answered, the server exits 0; past the
     t.match(r.json.message, /cancelled at the shutdown deadline/);
   }
   t.equal(await short.exited, 0);
+});
+
+t.test('a w4a4 checkpoint of the built-in model, served on the native CPU kernels: batched responses equal the requests alone', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'svdq-serve-ckpt-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const checkpoint = join(dir, 'fashion-w4a4.safetensors');
+  const model = await loadModel(builtinModelDir(), { subfolder: 'transformer' });
+  const calibration = [0, 1].map((b) => [{
+    hidden_states: randnBatch([1, 28, 28], [4 * b, 4 * b + 1, 4 * b + 2, 4 * b + 3]),
+    timestep: 700 - 400 * b,
+    class_labels: Tensor.fromIntegers([0, 3, 7, 10]),
+  }]);
+  const report = await quantizeModel(model, { scheme: 'w4a4', rank: 16 }, calibration);
+  t.ok(report.layers.length > 0, 'layers quantized');
+  await saveCheckpoint(model, checkpoint);
+
+  const batched = await serve(['--model', checkpoint, '--backend', 'cpu', '--max-batch', '4', '--batch-window-ms', '60000']);
+  const alone = await serve(['--model', checkpoint, '--backend', 'cpu', '--no-batching', '--max-batch', '4']);
+  const ready = await (await fetch(`${batched.url}/readyz`)).json() as { backend: string };
+  t.match(ready.backend, new RegExp(`^cpu \\(${report.layers.length} quantized layers native\\)$`), 'every quantized layer on the native kernels');
+  const together = await Promise.all(REQUESTS.map((r) => postImages(batched.url, { ...r, steps: STEPS })));
+  for (const [i, r] of REQUESTS.entries()) {
+    const single = (await postImages(alone.url, { ...r, steps: STEPS })).json as JsonImages;
+    const shared = together[i].json as JsonImages;
+    t.equal(shared.timings.batchImages, 4);
+    t.same(shared.images.map((im) => im.png), single.images.map((im) => im.png), `request ${i}: identical PNGs from the native w4a4 engine in a batch of 4 and alone`);
+  }
+  batched.kill();
+  alone.kill();
+  t.equal(await batched.exited, 0);
+  t.equal(await alone.exited, 0);
 });

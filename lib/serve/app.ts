@@ -115,7 +115,7 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
 
   app.get('/readyz', async (_request, reply) => {
     const ready = state.ready && service.ready();
-    return reply.code(ready ? 200 : 503).send({ ready, model: model.name, mode: service.kind });
+    return reply.code(ready ? 200 : 503).send({ ready, model: model.name, mode: service.kind, ...(model.backend !== undefined ? { backend: model.backend } : {}) });
   });
 
   app.get('/metrics', async (_request, reply) => {

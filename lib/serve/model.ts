@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises';
 import { readConfigFile } from '../io/config-file.js';
 import { DiTPipeline, MODEL_INDEX_NAME } from '../pipelines/dit-pipeline.js';
 import { builtinModelDir } from '../pipelines/builtin-model.js';
+import { enableNativeInference, type NativeBackend } from '../runtime/native-inference.js';
 import type { ServeModelInfo } from './request.js';
 
 export interface ServeModelSource {
@@ -16,13 +17,20 @@ export interface ServeModelSource {
   model?: string;
   /** For a checkpoint: the pipeline folder giving scheduler and class names (default: the built-in model). */
   scheduler?: string;
+  /** Where a quantized checkpoint's layers run: a native backend ('auto', the default: cuda, hip, else cpu), or 'reference' (the plain TypeScript layers). */
+  backend?: NativeBackend | 'reference';
 }
 
 export async function loadServeModel(source: ServeModelSource): Promise<{ pipeline: DiTPipeline; info: ServeModelInfo }> {
   const model = source.model ?? builtinModelDir();
   const folder = await isDirectory(model);
   const pipeline = await DiTPipeline.fromPretrained(model, folder ? {} : { scheduler: source.scheduler ?? builtinModelDir() });
-  return { pipeline, info: { name: model, labels: classNames(pipeline.id2label, pipeline.numClasses), sampleSize: pipeline.sampleSize } };
+  let backend = 'reference';
+  if (source.backend !== 'reference') {
+    const report = await enableNativeInference(pipeline.transformer, { backend: source.backend ?? 'auto' });
+    backend = `${report.backend} (${report.converted.length} quantized layers native${report.skipped.length > 0 ? `, ${report.skipped.length} on the reference path` : ''})`;
+  }
+  return { pipeline, info: { name: model, labels: classNames(pipeline.id2label, pipeline.numClasses), sampleSize: pipeline.sampleSize, backend } };
 }
 
 /**

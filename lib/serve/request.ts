@@ -14,6 +14,8 @@ export interface ServeModelInfo {
   readonly labels: readonly string[];
   /** Image side in pixels (the model generates square images of this size only). */
   readonly sampleSize: number;
+  /** Where the quantized layers run (for /readyz and logs); absent when no model is loaded here (queue front end). */
+  readonly backend?: string;
 }
 
 /** The body of POST /v1/images as the client sends it. */

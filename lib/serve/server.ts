@@ -10,6 +10,7 @@ import { createServeMetrics, type ServeMetrics } from './metrics.js';
 import { loadServeModel, readServeModelInfo } from './model.js';
 import { RedisImageService } from './redis-queue.js';
 import type { ServeModelInfo } from './request.js';
+import type { NativeBackend } from '../runtime/native-inference.js';
 import { LocalImageService, type ImageService } from './service.js';
 
 export interface ServeOptions {
@@ -17,6 +18,8 @@ export interface ServeOptions {
   model?: string;
   /** For a checkpoint: the pipeline folder with the scheduler and class names. */
   scheduler?: string;
+  /** Where a quantized checkpoint's layers run (see loadServeModel). */
+  backend?: NativeBackend | 'reference';
   /** An already loaded pipeline and its description (instead of `model`), for embedding. */
   pipeline?: { pipeline: BatchPipeline; info: ServeModelInfo };
   /** redis://… : put jobs on this BullMQ queue for `svdquant worker`s instead of generating here. */
@@ -65,7 +68,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     model = options.pipeline?.info ?? await readServeModelInfo({ model: options.model, scheduler: options.scheduler });
     service = await RedisImageService.connect({ url: options.queue, queueName: options.queueName, maxQueue, maxBatch });
   } else {
-    const loaded = options.pipeline ?? await loadServeModel({ model: options.model, scheduler: options.scheduler });
+    const loaded = options.pipeline ?? await loadServeModel({ model: options.model, scheduler: options.scheduler, backend: options.backend });
     model = loaded.info;
     service = new LocalImageService(loaded.pipeline, {
       maxBatch,

@@ -4,6 +4,7 @@ import { SERVE_DEFAULTS, startServer } from '../../serve/server.js';
 import { onShutdownSignal } from '../../serve/shutdown.js';
 import { UsageError, parseCommandArgs, type CliCommand, type CliIo } from '../command.js';
 import { intOption } from '../options.js';
+import { backendOption } from '../serve-options.js';
 
 const HELP = `Usage: svdquant serve [--model CHECKPOINT|DIR] [--port N] [--host ADDR] [--max-batch N]
                       [--max-queue N] [--batch-window-ms N] [--no-batching] [--timeout-ms N]
@@ -19,6 +20,8 @@ Options:
                            (default: the built-in Fashion-MNIST model)
   --scheduler DIR          for a checkpoint: the pipeline folder with the scheduler and class names
                            (default: the built-in model's)
+  --backend B              where a quantized checkpoint's layers run: auto (default: cuda, hip,
+                           else cpu), cpu, cuda, hip, or reference (the TypeScript layers)
   --host ADDR              address to listen on (default ${SERVE_DEFAULTS.host})
   --port N                 port (default ${SERVE_DEFAULTS.port}; 0: any free port)
   --max-batch N            most images per forward and per request (default ${SERVE_DEFAULTS.maxBatch})
@@ -43,6 +46,7 @@ export const serveCommand: CliCommand = {
     const { values, positionals } = parseCommandArgs('serve', args, {
       model: { type: 'string' },
       scheduler: { type: 'string' },
+      backend: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       'max-batch': { type: 'string' },
@@ -66,6 +70,7 @@ export const serveCommand: CliCommand = {
     const server = await startServer({
       model: values.model as string | undefined,
       scheduler: values.scheduler as string | undefined,
+      backend: backendOption('serve', values.backend),
       queue: values.queue as string | undefined,
       queueName: values['queue-name'] as string | undefined,
       host: (values.host as string | undefined) ?? SERVE_DEFAULTS.host,
@@ -78,7 +83,7 @@ export const serveCommand: CliCommand = {
       bodyLimit: intOption('serve', 'body-limit', values['body-limit'], SERVE_DEFAULTS.bodyLimit, 1024, 64 << 20),
     });
     const mode = server.service.kind === 'redis' ? `queue ${values.queue as string}` : values['no-batching'] === true ? 'batching off' : `max batch ${maxBatch}`;
-    io.stdout(`svdquant serve: listening on ${server.url} (model ${server.model.name}; ${mode})\n`);
+    io.stdout(`svdquant serve: listening on ${server.url} (model ${server.model.name}${server.model.backend !== undefined ? `, backend ${server.model.backend}` : ''}; ${mode})\n`);
     const signal = await onShutdownSignal(async (s) => {
       io.stdout(`svdquant serve: ${s}: shutting down (deadline ${shutdownMs} ms)\n`);
       await server.close(shutdownMs);

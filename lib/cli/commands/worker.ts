@@ -6,6 +6,7 @@ import { startImageWorker } from '../../serve/worker.js';
 import { SERVE_DEFAULTS } from '../../serve/server.js';
 import { UsageError, parseCommandArgs, type CliCommand, type CliIo } from '../command.js';
 import { intOption } from '../options.js';
+import { backendOption } from '../serve-options.js';
 
 const HELP = `Usage: svdquant worker --queue redis://HOST:PORT [--model CHECKPOINT|DIR] [--max-batch N]
                        [--batch-window-ms N] [--lock-duration-ms N] [--stalled-interval-ms N]
@@ -22,6 +23,7 @@ Options:
   --queue-name NAME         the BullMQ queue (default svdquant-images)
   --model PATH              as for 'svdquant serve' (default: the built-in model)
   --scheduler DIR           for a checkpoint: the pipeline folder with the scheduler and class names
+  --backend B               auto (default), cpu, cuda, hip or reference, as for 'svdquant serve'
   --max-batch N             most jobs (images) in hand and per forward (default ${SERVE_DEFAULTS.maxBatch})
   --batch-window-ms N       how long a job waits for others to batch with (default ${SERVE_DEFAULTS.batchWindowMs})
   --lock-duration-ms N      a job's lock without renewal: a dead worker's jobs move on after about
@@ -42,6 +44,7 @@ export const workerCommand: CliCommand = {
       'queue-name': { type: 'string' },
       model: { type: 'string' },
       scheduler: { type: 'string' },
+      backend: { type: 'string' },
       'max-batch': { type: 'string' },
       'batch-window-ms': { type: 'string' },
       'lock-duration-ms': { type: 'string' },
@@ -58,7 +61,11 @@ export const workerCommand: CliCommand = {
     const shutdownMs = intOption('worker', 'shutdown-timeout-ms', values['shutdown-timeout-ms'], 30_000, 0, 3_600_000);
     const lockDurationMs = intOption('worker', 'lock-duration-ms', values['lock-duration-ms'], 30_000, 100, 3_600_000);
     const stalledIntervalMs = intOption('worker', 'stalled-interval-ms', values['stalled-interval-ms'], 30_000, 100, 3_600_000);
-    const { pipeline, info } = await loadServeModel({ model: values.model as string | undefined, scheduler: values.scheduler as string | undefined });
+    const { pipeline, info } = await loadServeModel({
+      model: values.model as string | undefined,
+      scheduler: values.scheduler as string | undefined,
+      backend: backendOption('worker', values.backend),
+    });
     const worker = await startImageWorker({
       url: values.queue as string,
       queueName: values['queue-name'] as string | undefined,
@@ -70,7 +77,7 @@ export const workerCommand: CliCommand = {
       stalledIntervalMs,
       onJob: (event) => io.stdout(`svdquant worker: job ${event.id} ${event.state}${event.reason !== undefined ? `: ${event.reason}` : ''}\n`),
     });
-    io.stdout(`svdquant worker: ${worker.id} ready (model ${info.name}; queue ${values.queue as string})\n`);
+    io.stdout(`svdquant worker: ${worker.id} ready (model ${info.name}, backend ${info.backend ?? 'reference'}; queue ${values.queue as string})\n`);
     const signal = await onShutdownSignal(async (s) => {
       io.stdout(`svdquant worker: ${s}: shutting down (deadline ${shutdownMs} ms)\n`);
       await worker.close(shutdownMs);
