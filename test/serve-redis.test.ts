@@ -82,3 +82,20 @@ t.test('a worker killed with SIGKILL mid-job: another worker completes the job a
   t.equal(await rescuer.exited, 0);
   t.equal(await front.exited, 0);
 });
+
+t.test('readiness follows Redis: 503 once it is gone; SIGTERM still exits 0', async (t) => {
+  const own = await startRedis();
+  const front = track(await startServe(['--queue', own.url]));
+  t.equal((await fetch(`${front.url}/readyz`)).status, 200);
+  await own.stop();
+  for (;;) {
+    const ready = await fetch(`${front.url}/readyz`);
+    if (ready.status === 503) {
+      t.match(await ready.json(), { ready: false, mode: 'redis' });
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  front.kill('SIGTERM');
+  t.equal(await front.exited, 0);
+});

@@ -75,11 +75,14 @@ export class RedisImageService implements ImageService {
   private lastDepth = 0;
   private jobSeconds = 1;
   private readonly waiting = new Set<(error: Error) => void>();
+  /** The queue's Redis connection (its status tells /readyz whether Redis is reachable). */
+  private readonly client: { status: string };
 
-  private constructor(options: RedisImageServiceOptions, queue: Queue<ImageJobData, ImageJobResult>, events: QueueEvents) {
+  private constructor(options: RedisImageServiceOptions, queue: Queue<ImageJobData, ImageJobResult>, events: QueueEvents, client: { status: string }) {
     this.options = options;
     this.queue = queue;
     this.events = events;
+    this.client = client;
   }
 
   /** Connects to Redis (both the queue and its event stream) before resolving. */
@@ -88,13 +91,16 @@ export class RedisImageService implements ImageService {
     const name = options.queueName ?? DEFAULT_QUEUE_NAME;
     const queue = new Queue<ImageJobData, ImageJobResult>(name, { connection });
     const events = new QueueEvents(name, { connection });
+    // Connection errors are retried by ioredis; without listeners they would crash the process.
+    queue.on('error', () => {});
+    events.on('error', () => {});
     try {
       await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
     } catch (cause) {
       await Promise.allSettled([queue.close(), events.close()]);
       throw cause;
     }
-    return new RedisImageService(options, queue, events);
+    return new RedisImageService(options, queue, events, await queue.client);
   }
 
   async enqueue(params: GenerationParams): Promise<string> {
@@ -147,7 +153,7 @@ export class RedisImageService implements ImageService {
   }
 
   ready(): boolean {
-    return !this.closing;
+    return !this.closing && this.client.status === 'ready';
   }
 
   /** Waits for the answers in hand up to the deadline; requests still waiting then get ShuttingDownError (their jobs stay queued, readable by id). */
