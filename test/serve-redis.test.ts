@@ -76,7 +76,7 @@ t.test('a worker killed with SIGKILL mid-job: another worker completes the job a
   const response = await pending;
   t.equal(response.status, 200, 'no job lost');
   t.equal((response.json as JsonImages).worker, rescuer.id, 'completed by the other worker');
-  t.match(rescuer.output(), new RegExp(`job ${jobId} completed`));
+  t.ok(await rescuer.waitFor(new RegExp(`job ${jobId} completed`)), 'the rescuer logs the same job id as completed');
   rescuer.kill('SIGTERM');
   front.kill('SIGTERM');
   t.equal(await rescuer.exited, 0);
