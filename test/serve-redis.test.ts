@@ -67,7 +67,7 @@ t.test('serve --queue + worker: images come back to the request and by job id; t
 t.test('a worker killed with SIGKILL mid-job: another worker completes the job and the request gets it', async (t) => {
   const front = track(await startServe(['--queue', redis.url, '--queue-name', 'crash']));
   const doomed = track(await startWorker(['--queue', redis.url, '--queue-name', 'crash', ...FAST_RECOVERY]));
-  const pending = postImages(front.url, { labels: [8], seed: 4, steps: 1000 });
+  const pending = postImages(front.url, { labels: [8], seed: 4, steps: 300 });
   const [, jobId] = await doomed.waitFor(/job (\S+) active/);
   doomed.kill('SIGKILL');
   t.equal(await doomed.exited, 'SIGKILL');
