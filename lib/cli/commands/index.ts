@@ -8,5 +8,7 @@ import { doctorCommand } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
 import { quantizeCommand } from './quantize.js';
+import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
 
-export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand, generateCommand];
+export const COMMANDS: ReadonlyArray<CliCommand> = [demoCommand, quantizeCommand, calibrateCommand, inspectCommand, benchCommand, doctorCommand, generateCommand, serveCommand, workerCommand];

@@ -1,0 +1,126 @@
+/**
+ * Prometheus metrics of the server (prom-client, one registry per server so several can live in one
+ * process): queue depth, batch sizes, latencies, images per second, errors by type, memory.
+ */
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BatcherObserver } from './batcher.js';
+
+export interface ServeMetrics {
+  readonly registry: Registry;
+  /** Hooks for the batcher. */
+  readonly batcher: BatcherObserver;
+  /** A request answered: HTTP status and seconds from arrival to answer; `images` generated (0 on error). */
+  requestDone(status: number, seconds: number, images: number): void;
+  /** An error answered to a client, by kind (invalid_request, queue_full, timeout, cancelled, ...). */
+  error(kind: string): void;
+  /** Where the current queue depth and the requests being generated are read from. */
+  setSources(sources: { queueDepth(): number; inFlight(): number }): void;
+}
+
+const IMAGES_PER_SECOND_WINDOW_S = 60;
+
+export function createServeMetrics(options: { maxBatch: number }): ServeMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'svdquant_' });
+  let sources = { queueDepth: (): number => 0, inFlight: (): number => 0 };
+  const imageTimes: Array<{ at: number; count: number }> = [];
+
+  new Gauge({
+    name: 'svdquant_queue_depth',
+    help: 'Requests waiting for a batch (not counting the running batch).',
+    registers: [registry],
+    collect() { this.set(sources.queueDepth()); },
+  });
+  new Gauge({
+    name: 'svdquant_requests_in_flight',
+    help: 'Requests being generated (in the running batch, or taken by a worker in queue mode) and not yet answered.',
+    registers: [registry],
+    collect() { this.set(sources.inFlight()); },
+  });
+  const batchImages = new Histogram({
+    name: 'svdquant_batch_images',
+    help: 'Images per pipeline.generate call.',
+    registers: [registry],
+    buckets: batchBuckets(options.maxBatch),
+  });
+  const batchRequests = new Histogram({
+    name: 'svdquant_batch_requests',
+    help: 'Requests per pipeline.generate call.',
+    registers: [registry],
+    buckets: batchBuckets(options.maxBatch),
+  });
+  const batchSeconds = new Histogram({
+    name: 'svdquant_batch_duration_seconds',
+    help: 'Duration of one pipeline.generate call.',
+    registers: [registry],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+  });
+  const requestSeconds = new Histogram({
+    name: 'svdquant_request_duration_seconds',
+    help: 'Time from a request\'s arrival to its answer, by HTTP status.',
+    labelNames: ['status'],
+    registers: [registry],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+  });
+  const images = new Counter({ name: 'svdquant_images_total', help: 'Images returned to clients.', registers: [registry] });
+  new Gauge({
+    name: 'svdquant_images_per_second',
+    help: `Images returned per second over the last ${IMAGES_PER_SECOND_WINDOW_S} s.`,
+    registers: [registry],
+    collect() {
+      const now = performance.now();
+      while (imageTimes.length > 0 && imageTimes[0].at < now - IMAGES_PER_SECOND_WINDOW_S * 1000) imageTimes.shift();
+      this.set(imageTimes.reduce((sum, e) => sum + e.count, 0) / IMAGES_PER_SECOND_WINDOW_S);
+    },
+  });
+  const errors = new Counter({ name: 'svdquant_errors_total', help: 'Requests that ended in an error, by kind.', labelNames: ['kind'], registers: [registry] });
+  const batchErrors = new Counter({ name: 'svdquant_batch_errors_total', help: 'pipeline.generate calls that failed or were aborted.', registers: [registry] });
+  new Gauge({
+    name: 'svdquant_native_memory_bytes',
+    help: 'Memory outside the JavaScript heap: the engine\'s native allocations (external) and array buffers.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const m = process.memoryUsage();
+      this.set({ kind: 'external' }, m.external);
+      this.set({ kind: 'array_buffers' }, m.arrayBuffers);
+      this.set({ kind: 'rss' }, m.rss);
+    },
+  });
+
+  return {
+    registry,
+    batcher: {
+      batchFinished(info) {
+        if (info.error !== undefined) {
+          batchErrors.inc();
+          return;
+        }
+        batchImages.observe(info.images);
+        batchRequests.observe(info.requests);
+        batchSeconds.observe(info.seconds);
+      },
+    },
+    requestDone(status, seconds, count) {
+      requestSeconds.observe({ status: String(status) }, seconds);
+      if (count > 0) {
+        images.inc(count);
+        imageTimes.push({ at: performance.now(), count });
+      }
+    },
+    error(kind) {
+      errors.inc({ kind });
+    },
+    setSources(read) {
+      sources = read;
+    },
+  };
+}
+
+function batchBuckets(maxBatch: number): number[] {
+  const buckets: number[] = [];
+  for (let b = 1; b < maxBatch; b *= 2) buckets.push(b);
+  buckets.push(maxBatch);
+  return buckets;
+}

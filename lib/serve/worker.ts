@@ -1,0 +1,137 @@
+/**
+ * `svdquant worker`: takes image jobs from the BullMQ queue, batches the ones it holds (it takes up
+ * to maxBatch jobs at once) through its own DynamicBatcher, and stores the PNGs as each job's
+ * return value. Job data from Redis is validated again (JSON schema + the model's labels).
+ */
+
+import { hostname } from 'node:os';
+import { Ajv } from 'ajv';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DynamicBatcher, type BatcherObserver, type BatchPipeline } from './batcher.js';
+import { InvalidRequestError } from './errors.js';
+import { DEFAULT_QUEUE_NAME, redisConnection, type ImageJobData, type ImageJobResult } from './redis-queue.js';
+import { MAX_SEED, MAX_STEPS, type GenerationParams, type ServeModelInfo } from './request.js';
+import { toGeneratedImages } from './service.js';
+
+const jobDataSchema = {
+  type: 'object',
+  required: ['params'],
+  properties: {
+    params: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['classLabels', 'seeds'],
+      properties: {
+        classLabels: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+        seeds: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: MAX_SEED } },
+        numInferenceSteps: { type: 'integer', minimum: 1, maximum: MAX_STEPS },
+        guidanceScale: { type: 'number', minimum: 0, maximum: 100 },
+      },
+    },
+  },
+} as const;
+
+const validateJobData = new Ajv({ allErrors: true }).compile<ImageJobData>(jobDataSchema);
+
+export interface ImageWorkerOptions {
+  url: string;
+  queueName?: string;
+  pipeline: BatchPipeline;
+  model: ServeModelInfo;
+  maxBatch: number;
+  batchWindowMs: number;
+  /** How long a job's lock lasts without renewal: a dead worker's job is taken over after about this. */
+  lockDurationMs?: number;
+  /** How often this worker looks for stalled jobs (of dead workers). */
+  stalledIntervalMs?: number;
+  /** Called when a job starts and ends (for logs). */
+  onJob?(event: { id: string; state: 'active' | 'completed' | 'failed'; reason?: string }): void;
+  observer?: BatcherObserver;
+}
+
+export interface ImageWorker {
+  readonly id: string;
+  /** Stops taking jobs; waits for the jobs in hand up to the deadline, then lets go of them (they stall and another worker runs them). */
+  close(deadlineMs: number): Promise<void>;
+}
+
+export async function startImageWorker(options: ImageWorkerOptions): Promise<ImageWorker> {
+  const id = `${hostname()}:${process.pid}`;
+  // The queue gives each job to one worker; the batcher's queue only holds the jobs this worker took.
+  const batcher = new DynamicBatcher(options.pipeline, {
+    maxBatch: options.maxBatch,
+    maxQueue: options.maxBatch,
+    batchWindowMs: options.batchWindowMs,
+    timeoutMs: 0,
+  }, options.observer);
+
+  let abandoned = false;
+  const processJob = async (job: Job<ImageJobData, ImageJobResult>): Promise<ImageJobResult> => {
+    const params = checkJob(job.data, options.model, options.maxBatch);
+    let result;
+    try {
+      result = await batcher.submit(params);
+    } catch (error) {
+      // Abandoned at the shutdown deadline: never settle, so that nothing marks the job failed; its
+      // lock expires and another worker runs it.
+      if (abandoned) await new Promise<never>(() => {});
+      throw error;
+    }
+    const generated = toGeneratedImages(params, result);
+    return {
+      images: generated.images.map((image) => ({ label: image.label, seed: image.seed, png: Buffer.from(image.png).toString('base64') })),
+      timings: generated.timings,
+      worker: id,
+    };
+  };
+
+  const worker = new Worker<ImageJobData, ImageJobResult>(options.queueName ?? DEFAULT_QUEUE_NAME, processJob, {
+    connection: redisConnection(options.url),
+    concurrency: options.maxBatch,
+    ...(options.lockDurationMs !== undefined ? { lockDuration: options.lockDurationMs } : {}),
+    ...(options.stalledIntervalMs !== undefined ? { stalledInterval: options.stalledIntervalMs } : {}),
+    autorun: false,
+  });
+  worker.on('active', (job) => options.onJob?.({ id: String(job.id), state: 'active' }));
+  worker.on('completed', (job) => options.onJob?.({ id: String(job.id), state: 'completed' }));
+  worker.on('failed', (job, error) => options.onJob?.({ id: String(job?.id), state: 'failed', reason: error.message }));
+  // Connection errors are retried by BullMQ; without a listener they would crash the process.
+  worker.on('error', () => {});
+  await worker.waitUntilReady();
+  void worker.run();
+
+  return {
+    id,
+    async close(deadlineMs: number): Promise<void> {
+      let timer: NodeJS.Timeout | null = null;
+      const graceful = worker.close();
+      const deadline = new Promise<'deadline'>((resolve) => { timer = setTimeout(() => resolve('deadline'), deadlineMs); });
+      const outcome = await Promise.race([graceful.then(() => 'closed' as const), deadline]);
+      if (timer !== null) clearTimeout(timer);
+      if (outcome === 'deadline') {
+        // Jobs in hand are not finished: leave them to stall (their locks expire) rather than fail them.
+        abandoned = true;
+        const aborted = batcher.close(0);
+        // A forced close can still wait on an unreachable Redis: bounded, then the connections are dropped.
+        let grace: NodeJS.Timeout | null = null;
+        await Promise.race([worker.close(true), new Promise((resolve) => { grace = setTimeout(resolve, 1000); })]);
+        if (grace !== null) clearTimeout(grace);
+        await worker.disconnect().catch(() => {});
+        await aborted;
+      }
+    },
+  };
+}
+
+function checkJob(data: unknown, model: ServeModelInfo, maxBatch: number): GenerationParams {
+  if (!validateJobData(data)) {
+    const detail = validateJobData.errors?.map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`).join('; ') ?? '';
+    throw new UnrecoverableError(`invalid job data: ${detail}`);
+  }
+  const params = data.params;
+  if (params.seeds.length !== params.classLabels.length) throw new UnrecoverableError('invalid job data: one seed per label expected');
+  if (params.classLabels.length > maxBatch) throw new UnrecoverableError(`invalid job data: ${params.classLabels.length} images, this worker's --max-batch is ${maxBatch}`);
+  const bad = params.classLabels.find((label) => label >= model.labels.length);
+  if (bad !== undefined) throw new UnrecoverableError(new InvalidRequestError('classLabels', `class ids below ${model.labels.length}, got ${bad}`).message);
+  return params;
+}
