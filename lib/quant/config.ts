@@ -21,11 +21,14 @@ export interface GptqConfig {
 export type SvdMethod = 'auto' | 'exact' | 'randomized';
 
 export interface SvdConfig {
-  /** 'auto' (default): exact Jacobi when r + oversample >= min(N, K), else randomized. */
+  /**
+   * 'auto' (default): the exact SVD (Jacobi) when min(N, K) <= 256 or when the Krylov space
+   * (powerIters + 1)·(rank + oversample) would reach min(N, K); else the randomized block Krylov SVD.
+   */
   method: SvdMethod;
-  /** Extra columns of the randomized range finder. Default 16. */
+  /** Extra columns per block of the randomized SVD (block = rank + oversample). Default 16. */
   oversample: number;
-  /** Power iterations of the randomized range finder. Default 3. */
+  /** Krylov depth of the randomized SVD: blocks added by products with W·Wᵀ. Default 6. */
   powerIters: number;
 }
 
@@ -115,7 +118,7 @@ export function defaultConfig(): SVDQuantConfig {
     refineIterations: 0,
     gptq: false,
     mxScaleRule: 'even',
-    svd: { method: 'auto', oversample: 16, powerIters: 3 },
+    svd: { method: 'auto', oversample: 16, powerIters: 6 },
     seed: 0x5d0e,
     threads: 0,
     onProgress: undefined,

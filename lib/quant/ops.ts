@@ -42,7 +42,7 @@ export async function svdTopR(w: Float32Array, n: number, k: number, r: number, 
   const down = new Float32Array(r * k);
   const sigma = new Float32Array(r);
   if (r > 0) {
-    await native().svdTopR(w, n, k, r, SVD_METHOD[opts.method ?? 'auto'], opts.oversample ?? 16, opts.powerIters ?? 3,
+    await native().svdTopR(w, n, k, r, SVD_METHOD[opts.method ?? 'auto'], opts.oversample ?? 16, opts.powerIters ?? 6,
       opts.seed ?? 0x5d0e5eed, opts.threads ?? 0, up, down, sigma);
   }
   return { rank: r, up, down, sigma };
@@ -130,7 +130,7 @@ export async function refineLowRank(w: Float32Array, n: number, k: number, r: nu
   const errors = new Float64Array(iters + 1);
   const out = new Float64Array(2);
   await native().refineLowrank(w, n, k, r, NATIVE_SCHEME[format], MX_SCALE_RULES.indexOf(rule), iters, opts.oversample ?? 16,
-    opts.powerIters ?? 3, opts.seed ?? 0x5d0e5eed, opts.threads ?? 0, up, down, errors, out);
+    opts.powerIters ?? 6, opts.seed ?? 0x5d0e5eed, opts.threads ?? 0, up, down, errors, out);
   return { lowRank: { rank: r, up, down, sigma: new Float32Array(0) }, errors: Array.from(errors.subarray(0, out[1])), best: out[0] };
 }
 

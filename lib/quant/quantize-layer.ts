@@ -83,7 +83,7 @@ export async function buildLayer(w: Float32Array, n: number, k: number, bias: Fl
   const lam = o.lambda;
   const what = lam === undefined ? w : scaleColumns(w, n, k, lam);
   const r = Math.min(o.rank, n, k);
-  const svdOpts = { method: o.svd?.method ?? 'auto', oversample: o.svd?.oversample ?? 16, powerIters: o.svd?.powerIters ?? 3, seed: o.svd?.seed ?? 0x5d0e5eed, threads };
+  const svdOpts = { method: o.svd?.method ?? 'auto', oversample: o.svd?.oversample ?? 16, powerIters: o.svd?.powerIters ?? 6, seed: o.svd?.seed ?? 0x5d0e5eed, threads };
   let lr: LowRankFactors | undefined;
   let refineErrors: number[] = [];
   if (r > 0) {
