@@ -65,8 +65,16 @@ export interface SVDQuantConfig {
   searchBeta: boolean;
   /** Candidates of the β search. Default 0, 0.25, 0.5, 0.75, 1. */
   betaCandidates: number[];
-  /** Most tokens per layer kept (reservoir) for the α search and the error report. Default 1024. */
+  /** Most tokens per layer kept (reservoirs) for scoring choices and the error report. Default 1024. */
   alphaSearchMaxSamples: number;
+  /**
+   * Fraction of each layer's calibration tokens held out as score tokens (calibration.ts: a
+   * deterministic hash of the token's position and the seed). Statistics (abs-max, XᵀX) come from
+   * the other tokens; every choice (α, β, GPTQ damping, GPTQ or RTN) is scored on the held-out ones,
+   * and the report gives both errors. 0: no split (choices scored in-sample, with a warning).
+   * Default 0.25.
+   */
+  holdout: number;
   /** Globs on dotted layer names (`*` within a segment, `**` across segments); matches are skipped. */
   exclude: string[];
   /**
@@ -112,6 +120,7 @@ export function defaultConfig(): SVDQuantConfig {
     searchBeta: false,
     betaCandidates: [...DEFAULT_BETA_CANDIDATES],
     alphaSearchMaxSamples: 1024,
+    holdout: 0.25,
     exclude: [],
     preset: 'auto',
     minDim: 0,
@@ -156,6 +165,7 @@ export function validateConfig(config: SVDQuantConfig): void {
   }
   if (!isInt(config.alphaSearchMaxSamples, 0, 1 << 24)) throw new ArgumentError('config.alphaSearchMaxSamples', 'an integer in [0, 16777216]', config.alphaSearchMaxSamples);
   if (typeof config.preset !== 'string' || config.preset.length === 0) throw new ArgumentError('config.preset', "'auto', 'none' or a preset name", config.preset);
+  if (!isReal(config.holdout, 0, 0.9)) throw new ArgumentError('config.holdout', 'a number in [0, 0.9]', config.holdout);
   if (!Array.isArray(config.exclude) || !config.exclude.every((p) => typeof p === 'string' && p.length > 0)) {
     throw new ArgumentError('config.exclude', 'an array of non-empty glob strings', config.exclude);
   }

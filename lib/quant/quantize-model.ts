@@ -35,6 +35,8 @@ export interface QuantizeReport {
   preset: string | null;
   /** Calibration batches run through the model. */
   calibrationBatches: number;
+  /** Every layer's warnings (GPTQ at risk of overfitting or fallen back to RTN, choices scored in-sample). */
+  warnings: string[];
   seconds: number;
 }
 
@@ -120,9 +122,7 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
       skipped.push({ name, reason: `preset '${preset!.name}' (${rule.pattern}): ${rule.reason}` });
       continue;
     }
-    const stats = new LayerStatsCollector(m.inFeatures, {
-      hessian: cfg.gptq !== false, maxSamples: cfg.alphaSearchMaxSamples, seed: cfg.seed, name, threads: cfg.threads,
-    });
+    const stats = LayerStatsCollector.forConfig(m.inFeatures, cfg, name);
     targets.push({ name, layer: m, stats });
   }
 
@@ -178,7 +178,8 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     for (const d of done.reverse()) model.setSubmodule(d.name, d.previous);
     throw e;
   }
+  const layers = results.map((r) => r.report);
   return {
-    layers: results.map((r) => r.report), skipped, preset: preset?.name ?? null, calibrationBatches: batches, seconds: (performance.now() - t0) / 1000,
+    layers, skipped, preset: preset?.name ?? null, calibrationBatches: batches, warnings: layers.flatMap((l) => l.warnings), seconds: (performance.now() - t0) / 1000,
   };
 }

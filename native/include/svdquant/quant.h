@@ -230,6 +230,11 @@ struct GptqResult {
   double objective = 0.0;        // Σ e² = tr((R'−Q)·H_δ·(R'−Q)ᵀ) (see the header comment)
   double output_sq_error = 0.0;  // objective − δ·‖R' − Q‖²_F (clamped at 0): ‖X̂(R'−Q)ᵀ‖² estimate
   double damp_added = 0.0;       // δ actually added to the diagonal
+  // min over columns of pivot²/(H_δ)_jj in the Cholesky that GPTQ runs (columns in reverse
+  // processing order): the smallest fraction of a column's damped variance that the columns
+  // processed after it do not explain. Near δ/(H_jj + δ) when a column is a combination of later
+  // ones (a rank-deficient or ill-conditioned H): the case where GPTQ can overfit.
+  double min_pivot_ratio = 1.0;
   int64_t dead_columns = 0;
   std::vector<int64_t> order;    // processing order of the columns (identity without act-order)
 };
