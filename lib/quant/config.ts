@@ -32,6 +32,21 @@ export interface SvdConfig {
   powerIters: number;
 }
 
+/**
+ * Sensitivity-aware precision (issue 20 item 4, sensitivity.ts): keep the layers that add most to
+ * the model's output error at a higher-precision scheme, within a byte budget.
+ */
+export interface SensitivityConfig {
+  /** Bytes the kept layers may add over the all-quantized model. */
+  budgetBytes: number;
+  /** What a kept layer becomes: 'w8a8' (the SVDQuant layer at w8a8) or 'none' (the original layer). Default 'w8a8'. */
+  keep: 'w8a8' | 'none';
+  /** Calibration batches (the first ones) the model's output error is measured on. Default 4. */
+  batches: number;
+}
+
+export const DEFAULT_SENSITIVITY: Readonly<Omit<SensitivityConfig, 'budgetBytes'>> = Object.freeze({ keep: 'w8a8', batches: 4 });
+
 export type ProgressStage = 'start' | 'smoothing' | 'alpha-search' | 'svd' | 'refine' | 'residual' | 'gptq' | 'evaluate' | 'done' | 'skipped';
 
 export interface ProgressEvent {
@@ -91,6 +106,8 @@ export interface SVDQuantConfig {
   /** MXFP4 scale rule for weights and activations. Default 'even'. */
   mxScaleRule: MxScaleRule;
   svd: SvdConfig;
+  /** Sensitivity-aware precision (quantizeModel only), or false (default). */
+  sensitivity: SensitivityConfig | false;
   /** Seed of the randomized SVD and the reservoir sampling. Default 0x5D0E. */
   seed: number;
   /** Native threads (0: physical cores). Default 0. */
@@ -98,9 +115,10 @@ export interface SVDQuantConfig {
   onProgress: ProgressCallback | undefined;
 }
 
-export type SVDQuantConfigInput = Partial<Omit<SVDQuantConfig, 'gptq' | 'svd'>> & {
+export type SVDQuantConfigInput = Partial<Omit<SVDQuantConfig, 'gptq' | 'svd' | 'sensitivity'>> & {
   gptq?: Partial<GptqConfig> | boolean;
   svd?: Partial<SvdConfig>;
+  sensitivity?: (Partial<SensitivityConfig> & { budgetBytes: number }) | false;
 };
 
 export const DEFAULT_GPTQ: Readonly<GptqConfig> = Object.freeze({ blockSize: 128, damp: 0.01, actOrder: false });
@@ -128,6 +146,7 @@ export function defaultConfig(): SVDQuantConfig {
     gptq: false,
     mxScaleRule: 'even',
     svd: { method: 'auto', oversample: 16, powerIters: 6 },
+    sensitivity: false,
     seed: 0x5d0e,
     threads: 0,
     onProgress: undefined,
@@ -187,6 +206,16 @@ export function validateConfig(config: SVDQuantConfig): void {
   if (!['auto', 'exact', 'randomized'].includes(s.method)) throw new ArgumentError('config.svd.method', "one of 'auto', 'exact', 'randomized'", s.method);
   if (!isInt(s.oversample, 0, 4096)) throw new ArgumentError('config.svd.oversample', 'an integer in [0, 4096]', s.oversample);
   if (!isInt(s.powerIters, 0, 64)) throw new ArgumentError('config.svd.powerIters', 'an integer in [0, 64]', s.powerIters);
+  if (config.sensitivity !== false) {
+    const v = config.sensitivity;
+    if (v === null || typeof v !== 'object') throw new ArgumentError('config.sensitivity', 'false or { budgetBytes, keep, batches }', v);
+    for (const key of Object.keys(v)) {
+      if (!['budgetBytes', 'keep', 'batches'].includes(key)) throw new ArgumentError(`config.sensitivity.${key}`, 'no such field (known: budgetBytes, keep, batches)', (v as unknown as Record<string, unknown>)[key]);
+    }
+    if (!isInt(v.budgetBytes, 0, Number.MAX_SAFE_INTEGER)) throw new ArgumentError('config.sensitivity.budgetBytes', 'an integer >= 0', v.budgetBytes);
+    if (v.keep !== 'w8a8' && v.keep !== 'none') throw new ArgumentError('config.sensitivity.keep', "'w8a8' or 'none'", v.keep);
+    if (!isInt(v.batches, 1, 1 << 20)) throw new ArgumentError('config.sensitivity.batches', 'an integer >= 1', v.batches);
+  }
   if (!isInt(config.seed, 0, 2 ** 53)) throw new ArgumentError('config.seed', 'an integer in [0, 2^53]', config.seed);
   if (!isInt(config.threads, 0, 1024)) throw new ArgumentError('config.threads', 'an integer in [0, 1024] (0: physical cores)', config.threads);
   if (config.onProgress !== undefined && typeof config.onProgress !== 'function') throw new ArgumentError('config.onProgress', 'a function or undefined', config.onProgress);
@@ -196,7 +225,7 @@ export function validateConfig(config: SVDQuantConfig): void {
 export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}): SVDQuantConfig {
   if (input === null || typeof input !== 'object') throw new ArgumentError('config', 'an object', input);
   const base = defaultConfig();
-  const { gptq, svd, ...rest } = input as SVDQuantConfigInput;
+  const { gptq, svd, sensitivity, ...rest } = input as SVDQuantConfigInput;
   const out: SVDQuantConfig = { ...base };
   for (const [key, value] of Object.entries(rest)) {
     if (value !== undefined || key === 'smoothBeta' || key === 'onProgress') (out as unknown as Record<string, unknown>)[key] = value;
@@ -208,6 +237,10 @@ export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}):
   if (svd !== undefined) {
     if (svd === null || typeof svd !== 'object') throw new ArgumentError('config.svd', 'an object { method, oversample, powerIters }', svd);
     out.svd = { ...base.svd, ...svd };
+  }
+  if (sensitivity !== undefined && sensitivity !== false) {
+    if (sensitivity === null || typeof sensitivity !== 'object') throw new ArgumentError('config.sensitivity', 'false or { budgetBytes, keep, batches }', sensitivity);
+    out.sensitivity = { ...DEFAULT_SENSITIVITY, ...sensitivity };
   }
   if (Array.isArray(out.alphaCandidates)) out.alphaCandidates = [...out.alphaCandidates];
   if (Array.isArray(out.exclude)) out.exclude = [...out.exclude];

@@ -16,6 +16,8 @@ export type { SyntheticLayer, SyntheticLayerOptions } from './synthetic.js';
 export { qualityStudy, methodError, QUALITY_METHODS } from './quality.js';
 export type { QualityCell, QualityMethod, QualityOptions } from './quality.js';
 export { quantizeModel, parentCounts } from './quantize-model.js';
+export { chooseSensitiveLayers, outputVector, moduleBytes } from './sensitivity.js';
+export type { SensitivityReport, SensitivityLayer, SensitivityCandidate } from './sensitivity.js';
 // quantize(model, config, calibration) or quantize(tensor, format): one name for both.
 export { quantize, quantizeTensor } from './quantize.js';
 export type { QuantizeReport, QuantizeModelOptions, SkippedLayer, CalibrationData, CalibrationBatch } from './quantize-model.js';
