@@ -167,7 +167,7 @@ export interface NativeAddon {
   quantizeResidual(w: Float32Array, n: number, k: number, up: Float32Array | null, down: Float32Array | null, r: number,
     scheme: NativeScheme, mxRule: number, threads: number, codes: CodesArray, scales: ScalesArray, out: Float64Array,
     residual: Float32Array | null): Promise<void>;
-  /** GPTQ of r [n, k] on h [k, k]; out = [objective, outputSqError, dampAdded, deadColumns, globalScale]. */
+  /** GPTQ of r [n, k] on h [k, k]; out = [objective, outputSqError, dampAdded, deadColumns, globalScale, minPivotRatio]. */
   gptqQuantize(r: Float32Array, n: number, k: number, h: Float32Array, scheme: NativeScheme, mxRule: number, damp: number,
     blockSize: number, actOrder: boolean, threads: number, codes: CodesArray, scales: ScalesArray, out: Float64Array,
     dequant: Float32Array | null): Promise<void>;

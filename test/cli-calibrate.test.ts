@@ -6,7 +6,10 @@ import { assertOneLineError, requireBuiltCli, svdquant } from './support/cli.js'
 
 t.before(requireBuiltCli);
 
-interface Cell { position: number; scheme: string; residual: string; samples: number; samplesUsed: number; alphaSearch: boolean; meanError: number; maxError: number; layers: Array<{ name: string; error: number }> }
+interface Cell {
+  position: number; scheme: string; residual: string; samples: number; samplesUsed: number; alphaSearch: boolean; meanError: number; maxError: number;
+  meanInSampleError: number; gptqFallbacks: number; layers: Array<{ name: string; error: number; inSampleError: number; residual: string }>;
+}
 interface Results { cells: Cell[]; best: Cell; bestCommand: string; layers: string[]; holdout: number }
 
 t.test('calibrate on the built-in model: every cell scored, ranked, files written', async (t) => {
@@ -22,13 +25,15 @@ t.test('calibrate on the built-in model: every cell scored, ranked, files writte
     t.equal(c.layers.length, 6, 'every layer scored');
     t.ok(c.meanError > 0 && c.meanError <= c.maxError, `${c.scheme} ${c.residual}: mean ${c.meanError} <= max ${c.maxError}`);
     t.equal(c.samplesUsed, c.samples === 0 ? 72 : 16, 'all = the 75% training split of 96 tokens');
+    t.ok(c.layers.every((l) => l.inSampleError > 0), 'in-sample errors reported');
+    t.equal(c.gptqFallbacks, c.layers.filter((l) => c.residual === 'gptq' && l.residual === 'rtn').length, 'fall-backs counted');
   }
   t.equal(results.best.scheme, 'w8a8', '8-bit beats 4-bit');
   t.same(results.best, results.cells[0]);
   t.match(results.bestCommand, /svdquant demo --export demo-files --dim 32 --blocks 1 --heads 2 --seed 42 --calib 96 && svdquant quantize demo-files\/model\.safetensors --calib demo-files\/calib\.safetensors --scheme w8a8 --rank 4/);
   const summary = readFileSync(join(dir, 'summary.txt'), 'utf8');
   t.equal(r.stdout, summary, 'stdout is the summary');
-  t.match(summary, /^#\s+SCHEME\s+RESIDUAL\s+SAMPLES\s+ALPHA SEARCH\s+MEAN ERR\s+MAX ERR\s+TIME$/m);
+  t.match(summary, /^#\s+SCHEME\s+RESIDUAL\s+SAMPLES\s+ALPHA SEARCH\s+MEAN ERR\s+MAX ERR\s+IN-SAMPLE\s+TIME$/m);
   t.match(summary, /^best per scheme:\n\s+w8a8:.*\n\s+w4a4:/m);
   t.match(summary, /^best configuration: w8a8 /m);
   t.match(r.stderr, /^calibrate: \[8\/8\] /m, 'progress');

@@ -29,7 +29,8 @@ t.test('quantize writes a checkpoint that inspect lists and loadCheckpoint resto
   const out = join(dir, 'q.safetensors');
   const r = await svdquant(['quantize', model, '--calib', calib, '-o', out, '--scheme', 'mxfp4', '--rank', '8', '--exclude', '1.mlp.*']);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stdout, /^LAYER\s+SHAPE \(NxK\)\s+ALPHA\s+RANK\s+RESIDUAL\s+ERR RTN\s+ERR SVDQUANT\s+TOKENS\s+TIME$/m);
+  t.match(r.stdout, /^LAYER\s+SHAPE \(NxK\)\s+ALPHA\s+RANK\s+RESIDUAL\s+ERR RTN\s+ERR SVDQUANT\s+IN-SAMPLE\s+TOKENS\s+TIME$/m);
+  t.match(r.stdout, /on held-out calibration tokens \(never used for the statistics\)/);
   t.match(r.stdout, /^0\.attn\.to_q\s+64x64\s+0\.5\s+8\s+rtn\s/m);
   t.match(r.stdout, /10 layers quantized, 2 skipped, \d+ other tensors carried over/);
   t.match(r.stdout, /skipped 1\.mlp\.fc1:\s+excluded by pattern '1\.mlp\.\*'/);
@@ -62,12 +63,22 @@ t.test('quantize --json and --gptq, --search-alpha', async (t) => {
   const r = await svdquant(['quantize', model, '--calib', calib, '-o', out, '--gptq', '--search-alpha', '--alpha-candidates', '0.3,0.6', '--json', '-q']);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stderr, '', 'quiet');
-  const report = JSON.parse(r.stdout) as { layers: Array<{ name: string; residual: string; alpha: number; candidates: unknown[]; errorBefore: number; errorAfter: number }>; skipped: unknown[]; config: { scheme: string } };
+  const report = JSON.parse(r.stdout) as {
+    layers: Array<{ name: string; residual: string; alpha: number; candidates: unknown[]; errorBefore: number; errorAfter: number; heldOut: boolean;
+      gptq: { fallback: boolean; rtnError: number; candidates: Array<{ relError: number }> } }>;
+    skipped: unknown[]; config: { scheme: string; holdout: number };
+  };
   t.equal(report.config.scheme, 'w4a4');
+  t.equal(report.config.holdout, 0.25);
   t.equal(report.layers.length, 12);
   t.same(report.skipped, []);
   for (const l of report.layers) {
-    t.equal(l.residual, 'gptq');
+    t.ok(l.heldOut, `${l.name}: scored on held-out tokens`);
+    // GPTQ is kept only where it beats RTN on the held-out tokens.
+    const best = Math.min(...l.gptq.candidates.map((c) => c.relError));
+    t.equal(l.residual, l.gptq.fallback ? 'rtn' : 'gptq');
+    t.equal(l.gptq.fallback, !(best < l.gptq.rtnError), `${l.name}: GPTQ ${best} vs RTN ${l.gptq.rtnError}`);
+    t.equal(l.errorAfter, l.gptq.fallback ? l.gptq.rtnError : best);
     t.ok(l.alpha === 0.3 || l.alpha === 0.6, `${l.name}: alpha from the candidates`);
     t.equal(l.candidates.length, 2);
   }

@@ -1,7 +1,7 @@
 // LayerStatsCollector: abs-max, XᵀX and H_λ, bounded deterministic reservoir.
 import t from 'tap';
 import { Tensor } from '../lib/index.js';
-import { LayerStatsCollector, SeededRandom } from '../lib/quant/index.js';
+import { LayerStatsCollector, SeededRandom, isScoreToken } from '../lib/quant/index.js';
 
 function batch(rng: SeededRandom, m: number, k: number, offset: number): Tensor<'f32'> {
   const x = new Float32Array(m * k);
@@ -100,4 +100,61 @@ t.test('XᵀX and H_λ = diag(1/λ)·XᵀX·diag(1/λ)', async (t) => {
   }
   const none = new LayerStatsCollector(k);
   await t.rejects(none.hessian(), { code: 'ERR_SVDQ_ARGUMENT' });
+});
+
+t.test('fit / score split: deterministic by position and seed, statistics from fit tokens only', async (t) => {
+  const k = 6, m = 4000;
+  const rng = new SeededRandom(3);
+  const all = batch(rng, m, k, 0).data;
+  // A huge value in the first score token's row: it must not reach the abs-max or XᵀX.
+  const firstScore = Array.from({ length: m }, (_, i) => i).find((i) => isScoreToken(11, 0.25, i))!;
+  all[firstScore * k + 2] = 1e6;
+  const feed = (split: number[]) => {
+    const c = new LayerStatsCollector(k, { hessian: true, maxSamples: 400, holdout: 0.25, seed: 11 });
+    let at = 0;
+    for (const s of split) {
+      c.observe(Tensor.fromStorage(all.slice(at * k, (at + s) * k), [s, k], 'f32'));
+      at += s;
+    }
+    return c;
+  };
+  const a = feed([m]);
+  const b = feed([1, 999, 1500, 1500]);
+  await a.flush();
+  await b.flush();
+  t.equal(a.tokenCount, m);
+  t.ok(Math.abs(a.scoreTokenCount / m - 0.25) < 0.03, `score fraction ${a.scoreTokenCount / m}`);
+  t.equal(a.fitTokenCount + a.scoreTokenCount, m);
+  t.notOk(isScoreToken(11, 0.25, 0), 'token 0 always fits');
+  t.equal(a.scoreSampleCount, 100, 'score reservoir: round(400 · 0.25)');
+  t.equal(a.sampleCount, 300, 'fit reservoir: the rest');
+  t.same(Array.from(a.scoreSamples().data), Array.from(b.scoreSamples().data), 'independent of how the stream is cut');
+  t.same(Array.from(a.samples().data), Array.from(b.samples().data));
+  t.same(Array.from(a.actAbsMax), Array.from(b.actAbsMax));
+  t.ok(a.actAbsMax[2] < 1e3, 'the score token is not in the abs-max');
+  // abs-max and XᵀX equal those of the fit tokens alone.
+  const fitRows: number[] = [];
+  for (let i = 0; i < m; i++) if (!isScoreToken(11, 0.25, i)) fitRows.push(i);
+  const want = new Float32Array(k);
+  for (const i of fitRows) for (let j = 0; j < k; j++) want[j] = Math.max(want[j], Math.abs(all[i * k + j]));
+  t.same(Array.from(a.actAbsMax), Array.from(want));
+  const h = await a.hessian();
+  let worst = 0;
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
+    let s = 0;
+    for (const r of fitRows) s += all[r * k + i] * all[r * k + j];
+    worst = Math.max(worst, Math.abs(h[i * k + j] - s) / (1 + Math.abs(s)));
+  }
+  t.ok(worst < 1e-4, `XᵀX of the fit tokens (worst relative difference ${worst})`);
+  // The score reservoir holds score tokens only.
+  const scoreSet = new Set<number>();
+  for (let i = 0; i < m; i++) if (isScoreToken(11, 0.25, i)) scoreSet.add(all[i * k]);
+  const held = a.scoreSamples().data;
+  t.ok(Array.from({ length: 100 }, (_, i) => held[i * k]).every((v) => scoreSet.has(v)));
+  // Another seed: another split.
+  const c = new LayerStatsCollector(k, { maxSamples: 0, holdout: 0.25, seed: 12 });
+  c.observe(Tensor.fromStorage(all, [m, k], 'f32'));
+  t.not(c.scoreTokenCount, a.scoreTokenCount);
+  t.throws(() => new LayerStatsCollector(k, { holdout: 0.95 }), { code: 'ERR_SVDQ_ARGUMENT', argument: 'options.holdout' });
+  t.throws(() => new LayerStatsCollector(k, { holdout: -0.1 }), { code: 'ERR_SVDQ_ARGUMENT', argument: 'options.holdout' });
 });

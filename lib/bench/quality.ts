@@ -148,7 +148,7 @@ export async function runQualityBench(config: QualityBenchConfig, hooks: Quality
     hooks.onStart?.({ index: index++, total, label: `quantizeLinear setup: synthetic ${k} -> ${n} layer, ${m} calibration tokens` });
     const g0 = performance.now();
     const syn = syntheticLayer({ outFeatures: n, inFeatures: k, tokens: m, seed: 3, spikes: 8, tailDof: 4 });
-    const stats = new LayerStatsCollector(k, { hessian: true, maxSamples: m, threads });
+    const stats = new LayerStatsCollector(k, { hessian: true, maxSamples: m, holdout: 0.25, threads });
     await stats.observeAsync(Tensor.fromStorage(syn.x, [m, k], 'f32'));
     const timings: QuantizeTimingsResult = { N: n, K: k, rank, tokens: m, threads, setupSeconds: (performance.now() - g0) / 1000, records: [] };
     const w = Tensor.fromStorage(syn.weight, [n, k], 'f32');

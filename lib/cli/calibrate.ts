@@ -3,12 +3,15 @@
  * calibration tokens × α search (off / on). Every cell quantizes every chosen layer from the first
  * `samples` calibration tokens of the layer's training split and scores it by the module's output
  * error ‖Y_q − Y‖/‖Y‖ on the held-out tokens (the deployed layer, native kernels: what a server
- * would run). Cells are ranked by the mean error over layers (ties: faster first).
+ * would run). Cells are ranked by the mean held-out error over layers (ties: faster first); the
+ * in-sample error (on the tokens the layer was quantized from) is reported beside it. Inside a cell
+ * the quantizer splits its tokens again (config.holdout) to score its own choices, so the ranking's
+ * held-out tokens are never seen by any choice.
  */
 import { ArgumentError } from '../errors.js';
 import { LayerStatsCollector } from '../quant/calibration.js';
-import type { SVDQuantConfigInput } from '../quant/config.js';
-import { deployedError, quantizeLinear } from '../quant/quantize-layer.js';
+import { resolveConfig, type SVDQuantConfigInput } from '../quant/config.js';
+import { deployedErrors, quantizeLinear } from '../quant/quantize-layer.js';
 import { matmulNT } from '../quant/ops.js';
 import type { SchemeName } from '../formats/schemes.js';
 import { Tensor } from '../tensor.js';
@@ -42,9 +45,23 @@ export interface CellResult {
   samples: number;
   samplesUsed: number;
   alphaSearch: boolean;
+  /** Mean and max over the layers of the error on the held-out tokens (the ranking's key). */
   meanError: number;
   maxError: number;
-  layers: Array<{ name: string; error: number; alpha: number | null }>;
+  /** Mean over the layers of the error on the tokens the layer was calibrated from (in-sample). */
+  meanInSampleError: number;
+  /** Layers whose GPTQ residual scored worse than RTN on the quantizer's own held-out tokens and was replaced. */
+  gptqFallbacks: number;
+  layers: Array<{
+    name: string;
+    /** On the held-out tokens (never seen by the quantizer). */
+    error: number;
+    /** On the calibration tokens the quantizer's statistics came from. */
+    inSampleError: number;
+    alpha: number | null;
+    residual: ResidualMethod;
+    warnings: string[];
+  }>;
   seconds: number;
 }
 
@@ -87,7 +104,7 @@ async function prepare(layers: readonly CalibratedLayer[], holdout: number, thre
 /** Runs every cell of the grid; returns the cells ranked (best first). */
 export async function runCalibrationGrid(layers: readonly CalibratedLayer[], o: CalibrateOptions, hooks: CalibrateHooks): Promise<CellResult[]> {
   const prepared = await prepare(layers, o.holdout, o.threads);
-  const cells: Array<Omit<CellResult, 'position' | 'meanError' | 'maxError' | 'layers' | 'seconds' | 'samplesUsed'>> = [];
+  const cells: Array<Pick<CellResult, 'scheme' | 'residual' | 'samples' | 'alphaSearch'>> = [];
   for (const scheme of o.grid.schemes) {
     for (const residual of o.grid.residuals) {
       for (const samples of o.grid.samples) {
@@ -100,6 +117,7 @@ export async function runCalibrationGrid(layers: readonly CalibratedLayer[], o: 
     const t0 = performance.now();
     hooks.cell(i, cells.length, cellLabel(cell), false);
     const perLayer: CellResult['layers'] = [];
+    let fallbacks = 0;
     let samplesUsed = Number.POSITIVE_INFINITY;
     for (const p of prepared) {
       const k = p.layer.weight.shape[1];
@@ -109,19 +127,27 @@ export async function runCalibrationGrid(layers: readonly CalibratedLayer[], o: 
         scheme: cell.scheme, rank: o.rank, gptq: cell.residual === 'gptq', searchAlpha: cell.alphaSearch,
         alphaSearchMaxSamples: tokens, seed: o.seed, threads: o.threads,
       };
-      const stats = new LayerStatsCollector(k, { hessian: cell.residual === 'gptq', maxSamples: tokens, seed: o.seed, name: p.layer.name, threads: o.threads });
-      await stats.observeAsync(Tensor.fromStorage(p.train.subarray(0, tokens * k), [tokens, k], 'f32'));
+      const stats = LayerStatsCollector.forConfig(k, resolveConfig(config), p.layer.name);
+      const trainX = Tensor.fromStorage(p.train.slice(0, tokens * k), [tokens, k], 'f32');
+      await stats.observeAsync(trainX);
       await stats.flush();
       const r = await quantizeLinear(p.layer.weight, p.layer.bias, stats, config, p.layer.name);
-      const error = await deployedError(r.layer, p.held.data, p.heldTokens, p.yHeld, o.threads);
-      perLayer.push({ name: p.layer.name, error, alpha: r.report.alpha });
-      hooks.detail(`${cellLabel(cell)}: ${p.layer.name} held-out error ${error.toFixed(5)}${r.report.alpha !== null ? ` (alpha ${r.report.alpha})` : ''}`);
+      const yTrain = await matmulNT(trainX.data, tokens, k, p.layer.weight.data, p.layer.weight.shape[0], p.layer.bias?.data, o.threads);
+      const [error, inSampleError] = await deployedErrors(r.layer, [
+        { x: p.held.data, m: p.heldTokens, yRef: p.yHeld }, { x: trainX.data, m: tokens, yRef: yTrain },
+      ], o.threads);
+      perLayer.push({ name: p.layer.name, error, inSampleError, alpha: r.report.alpha, residual: r.report.residual, warnings: r.report.warnings });
+      if (r.report.gptq?.fallback === true) fallbacks++;
+      hooks.detail(`${cellLabel(cell)}: ${p.layer.name} held-out error ${error.toFixed(5)}, in-sample ${inSampleError.toFixed(5)}` +
+        `${r.report.alpha !== null ? ` (alpha ${r.report.alpha})` : ''}${r.report.gptq?.fallback === true ? ' (GPTQ fell back to RTN)' : ''}`);
     }
     const errors = perLayer.map((l) => l.error);
     results.push({
       ...cell, samplesUsed: Number.isFinite(samplesUsed) ? samplesUsed : 0,
       meanError: errors.reduce((a, b) => a + b, 0) / Math.max(1, errors.length),
       maxError: errors.reduce((a, b) => Math.max(a, b), 0),
+      meanInSampleError: perLayer.reduce((a, l) => a + l.inSampleError, 0) / Math.max(1, perLayer.length),
+      gptqFallbacks: fallbacks,
       layers: perLayer, seconds: (performance.now() - t0) / 1000,
     });
     hooks.cell(i + 1, cells.length, cellLabel(cell), true);

@@ -19,6 +19,7 @@ export const QUANT_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   'search-beta': { type: 'boolean' },
   'beta-candidates': { type: 'string' },
   'max-samples': { type: 'string' },
+  holdout: { type: 'string' },
   exclude: { type: 'string', multiple: true },
   'min-dim': { type: 'string' },
   refine: { type: 'string' },
@@ -41,7 +42,9 @@ export const QUANT_OPTIONS_HELP = `Quantizer options:
   --search-alpha          search alpha per layer on the deployed layer's output error
   --alpha-candidates L    candidates of the search (default 0.1,0.2,...,1.0)
   --search-beta           search beta too (--beta-candidates L, default 0,0.25,0.5,0.75,1)
-  --max-samples N         calibration tokens kept per layer for the search and the error report (default 1024)
+  --max-samples N         calibration tokens kept per layer for scoring and the error report (default 1024)
+  --holdout F             fraction of each layer's tokens held out: statistics from the rest, every choice
+                          (alpha, beta, GPTQ damping, GPTQ or RTN) scored on these (default 0.25; 0: none)
   --exclude GLOB          skip layers whose name matches (repeatable; * within a name segment, ** across)
   --min-dim N             skip layers with min(N, K) < N (default 0)
   --refine N              low-rank refinement iterations (default 0)
@@ -78,6 +81,7 @@ export function quantConfigFromOptions(command: string, v: Record<string, unknow
     searchAlpha: v['search-alpha'] === true,
     searchBeta: v['search-beta'] === true,
     alphaSearchMaxSamples: intOption(command, 'max-samples', v['max-samples'], 1024, 0, 1 << 24),
+    holdout: numberOption(command, 'holdout', v.holdout, 0.25, 0, 0.9),
     exclude: (v.exclude as string[] | undefined) ?? [],
     minDim: intOption(command, 'min-dim', v['min-dim'], 0, 0, 2 ** 31),
     refineIterations: intOption(command, 'refine', v.refine, 0, 0, 1000),

@@ -21,13 +21,31 @@ export interface GptqConfig {
 export type SvdMethod = 'auto' | 'exact' | 'randomized';
 
 export interface SvdConfig {
-  /** 'auto' (default): exact Jacobi when r + oversample >= min(N, K), else randomized. */
+  /**
+   * 'auto' (default): the exact SVD (Jacobi) when min(N, K) <= 256 or when the Krylov space
+   * (powerIters + 1)·(rank + oversample) would reach min(N, K); else the randomized block Krylov SVD.
+   */
   method: SvdMethod;
-  /** Extra columns of the randomized range finder. Default 16. */
+  /** Extra columns per block of the randomized SVD (block = rank + oversample). Default 16. */
   oversample: number;
-  /** Power iterations of the randomized range finder. Default 3. */
+  /** Krylov depth of the randomized SVD: blocks added by products with W·Wᵀ. Default 6. */
   powerIters: number;
 }
+
+/**
+ * Sensitivity-aware precision (issue 20 item 4, sensitivity.ts): keep the layers that add most to
+ * the model's output error at a higher-precision scheme, within a byte budget.
+ */
+export interface SensitivityConfig {
+  /** Bytes the kept layers may add over the all-quantized model. */
+  budgetBytes: number;
+  /** What a kept layer becomes: 'w8a8' (the SVDQuant layer at w8a8) or 'none' (the original layer). Default 'w8a8'. */
+  keep: 'w8a8' | 'none';
+  /** Calibration batches (the first ones) the model's output error is measured on. Default 4. */
+  batches: number;
+}
+
+export const DEFAULT_SENSITIVITY: Readonly<Omit<SensitivityConfig, 'budgetBytes'>> = Object.freeze({ keep: 'w8a8', batches: 4 });
 
 export type ProgressStage = 'start' | 'smoothing' | 'alpha-search' | 'svd' | 'refine' | 'residual' | 'gptq' | 'evaluate' | 'done' | 'skipped';
 
@@ -62,8 +80,16 @@ export interface SVDQuantConfig {
   searchBeta: boolean;
   /** Candidates of the β search. Default 0, 0.25, 0.5, 0.75, 1. */
   betaCandidates: number[];
-  /** Most tokens per layer kept (reservoir) for the α search and the error report. Default 1024. */
+  /** Most tokens per layer kept (reservoirs) for scoring choices and the error report. Default 1024. */
   alphaSearchMaxSamples: number;
+  /**
+   * Fraction of each layer's calibration tokens held out as score tokens (calibration.ts: a
+   * deterministic hash of the token's position and the seed). Statistics (abs-max, XᵀX) come from
+   * the other tokens; every choice (α, β, GPTQ damping, GPTQ or RTN) is scored on the held-out ones,
+   * and the report gives both errors. 0: no split (choices scored in-sample, with a warning).
+   * Default 0.25.
+   */
+  holdout: number;
   /** Globs on dotted layer names (`*` within a segment, `**` across segments); matches are skipped. */
   exclude: string[];
   /**
@@ -80,6 +106,8 @@ export interface SVDQuantConfig {
   /** MXFP4 scale rule for weights and activations. Default 'even'. */
   mxScaleRule: MxScaleRule;
   svd: SvdConfig;
+  /** Sensitivity-aware precision (quantizeModel only), or false (default). */
+  sensitivity: SensitivityConfig | false;
   /** Seed of the randomized SVD and the reservoir sampling. Default 0x5D0E. */
   seed: number;
   /** Native threads (0: physical cores). Default 0. */
@@ -87,9 +115,10 @@ export interface SVDQuantConfig {
   onProgress: ProgressCallback | undefined;
 }
 
-export type SVDQuantConfigInput = Partial<Omit<SVDQuantConfig, 'gptq' | 'svd'>> & {
+export type SVDQuantConfigInput = Partial<Omit<SVDQuantConfig, 'gptq' | 'svd' | 'sensitivity'>> & {
   gptq?: Partial<GptqConfig> | boolean;
   svd?: Partial<SvdConfig>;
+  sensitivity?: (Partial<SensitivityConfig> & { budgetBytes: number }) | false;
 };
 
 export const DEFAULT_GPTQ: Readonly<GptqConfig> = Object.freeze({ blockSize: 128, damp: 0.01, actOrder: false });
@@ -109,13 +138,15 @@ export function defaultConfig(): SVDQuantConfig {
     searchBeta: false,
     betaCandidates: [...DEFAULT_BETA_CANDIDATES],
     alphaSearchMaxSamples: 1024,
+    holdout: 0.25,
     exclude: [],
     preset: 'auto',
     minDim: 0,
     refineIterations: 0,
     gptq: false,
     mxScaleRule: 'even',
-    svd: { method: 'auto', oversample: 16, powerIters: 3 },
+    svd: { method: 'auto', oversample: 16, powerIters: 6 },
+    sensitivity: false,
     seed: 0x5d0e,
     threads: 0,
     onProgress: undefined,
@@ -153,6 +184,7 @@ export function validateConfig(config: SVDQuantConfig): void {
   }
   if (!isInt(config.alphaSearchMaxSamples, 0, 1 << 24)) throw new ArgumentError('config.alphaSearchMaxSamples', 'an integer in [0, 16777216]', config.alphaSearchMaxSamples);
   if (typeof config.preset !== 'string' || config.preset.length === 0) throw new ArgumentError('config.preset', "'auto', 'none' or a preset name", config.preset);
+  if (!isReal(config.holdout, 0, 0.9)) throw new ArgumentError('config.holdout', 'a number in [0, 0.9]', config.holdout);
   if (!Array.isArray(config.exclude) || !config.exclude.every((p) => typeof p === 'string' && p.length > 0)) {
     throw new ArgumentError('config.exclude', 'an array of non-empty glob strings', config.exclude);
   }
@@ -174,6 +206,16 @@ export function validateConfig(config: SVDQuantConfig): void {
   if (!['auto', 'exact', 'randomized'].includes(s.method)) throw new ArgumentError('config.svd.method', "one of 'auto', 'exact', 'randomized'", s.method);
   if (!isInt(s.oversample, 0, 4096)) throw new ArgumentError('config.svd.oversample', 'an integer in [0, 4096]', s.oversample);
   if (!isInt(s.powerIters, 0, 64)) throw new ArgumentError('config.svd.powerIters', 'an integer in [0, 64]', s.powerIters);
+  if (config.sensitivity !== false) {
+    const v = config.sensitivity;
+    if (v === null || typeof v !== 'object') throw new ArgumentError('config.sensitivity', 'false or { budgetBytes, keep, batches }', v);
+    for (const key of Object.keys(v)) {
+      if (!['budgetBytes', 'keep', 'batches'].includes(key)) throw new ArgumentError(`config.sensitivity.${key}`, 'no such field (known: budgetBytes, keep, batches)', (v as unknown as Record<string, unknown>)[key]);
+    }
+    if (!isInt(v.budgetBytes, 0, Number.MAX_SAFE_INTEGER)) throw new ArgumentError('config.sensitivity.budgetBytes', 'an integer >= 0', v.budgetBytes);
+    if (v.keep !== 'w8a8' && v.keep !== 'none') throw new ArgumentError('config.sensitivity.keep', "'w8a8' or 'none'", v.keep);
+    if (!isInt(v.batches, 1, 1 << 20)) throw new ArgumentError('config.sensitivity.batches', 'an integer >= 1', v.batches);
+  }
   if (!isInt(config.seed, 0, 2 ** 53)) throw new ArgumentError('config.seed', 'an integer in [0, 2^53]', config.seed);
   if (!isInt(config.threads, 0, 1024)) throw new ArgumentError('config.threads', 'an integer in [0, 1024] (0: physical cores)', config.threads);
   if (config.onProgress !== undefined && typeof config.onProgress !== 'function') throw new ArgumentError('config.onProgress', 'a function or undefined', config.onProgress);
@@ -183,7 +225,7 @@ export function validateConfig(config: SVDQuantConfig): void {
 export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}): SVDQuantConfig {
   if (input === null || typeof input !== 'object') throw new ArgumentError('config', 'an object', input);
   const base = defaultConfig();
-  const { gptq, svd, ...rest } = input as SVDQuantConfigInput;
+  const { gptq, svd, sensitivity, ...rest } = input as SVDQuantConfigInput;
   const out: SVDQuantConfig = { ...base };
   for (const [key, value] of Object.entries(rest)) {
     if (value !== undefined || key === 'smoothBeta' || key === 'onProgress') (out as unknown as Record<string, unknown>)[key] = value;
@@ -195,6 +237,10 @@ export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}):
   if (svd !== undefined) {
     if (svd === null || typeof svd !== 'object') throw new ArgumentError('config.svd', 'an object { method, oversample, powerIters }', svd);
     out.svd = { ...base.svd, ...svd };
+  }
+  if (sensitivity !== undefined && sensitivity !== false) {
+    if (sensitivity === null || typeof sensitivity !== 'object') throw new ArgumentError('config.sensitivity', 'false or { budgetBytes, keep, batches }', sensitivity);
+    out.sensitivity = { ...DEFAULT_SENSITIVITY, ...sensitivity };
   }
   if (Array.isArray(out.alphaCandidates)) out.alphaCandidates = [...out.alphaCandidates];
   if (Array.isArray(out.exclude)) out.exclude = [...out.exclude];

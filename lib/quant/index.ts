@@ -2,11 +2,13 @@
 export * from './config.js';
 export { globToRegExp, matchGlob, firstMatch } from './glob.js';
 export * from './smoothing.js';
-export { LayerStatsCollector } from './calibration.js';
+export { LayerStatsCollector, isScoreToken, splitHash } from './calibration.js';
 export type { LayerStatsOptions } from './calibration.js';
 export { ErrorCorrectedLinear } from './error-corrected-linear.js';
-export { quantizeLinear, buildLayer, deployedError } from './quantize-layer.js';
-export type { LayerReport, QuantizeLinearResult, AlphaCandidateScore, BuildOptions, BuiltLayer } from './quantize-layer.js';
+export { quantizeLinear, buildLayer, deployedError, deployedErrors, GPTQ_DAMP_STEPS, GPTQ_ILL_CONDITIONED } from './quantize-layer.js';
+export type {
+  LayerReport, QuantizeLinearResult, AlphaCandidateScore, BuildOptions, BuiltLayer, GptqReport, GptqDampScore, TokenSet,
+} from './quantize-layer.js';
 export { svdTopR, residualRtn, gptqQuantize, hessianAccumulate, refineLowRank, matmulNT, relativeError } from './ops.js';
 export type { LowRankFactors, SvdOptions, GptqOptions, GptqOutcome, RefineOutcome } from './ops.js';
 export { syntheticLayer, SeededRandom } from './synthetic.js';
@@ -14,6 +16,8 @@ export type { SyntheticLayer, SyntheticLayerOptions } from './synthetic.js';
 export { qualityStudy, methodError, QUALITY_METHODS } from './quality.js';
 export type { QualityCell, QualityMethod, QualityOptions } from './quality.js';
 export { quantizeModel, parentCounts } from './quantize-model.js';
+export { chooseSensitiveLayers, outputVector, moduleBytes } from './sensitivity.js';
+export type { SensitivityReport, SensitivityLayer, SensitivityCandidate } from './sensitivity.js';
 // quantize(model, config, calibration) or quantize(tensor, format): one name for both.
 export { quantize, quantizeTensor } from './quantize.js';
 export type { QuantizeReport, QuantizeModelOptions, SkippedLayer, CalibrationData, CalibrationBatch } from './quantize-model.js';

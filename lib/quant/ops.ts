@@ -42,7 +42,7 @@ export async function svdTopR(w: Float32Array, n: number, k: number, r: number, 
   const down = new Float32Array(r * k);
   const sigma = new Float32Array(r);
   if (r > 0) {
-    await native().svdTopR(w, n, k, r, SVD_METHOD[opts.method ?? 'auto'], opts.oversample ?? 16, opts.powerIters ?? 3,
+    await native().svdTopR(w, n, k, r, SVD_METHOD[opts.method ?? 'auto'], opts.oversample ?? 16, opts.powerIters ?? 6,
       opts.seed ?? 0x5d0e5eed, opts.threads ?? 0, up, down, sigma);
   }
   return { rank: r, up, down, sigma };
@@ -96,18 +96,23 @@ export interface GptqOutcome {
   outputSqError: number;
   dampAdded: number;
   deadColumns: number;
+  /**
+   * Smallest fraction of a column's damped variance not explained by the columns GPTQ processes
+   * after it (quant.h): near damp/(1 + damp) for a rank-deficient or ill-conditioned Hessian.
+   */
+  minPivotRatio: number;
 }
 
 /** GPTQ of the residual r [n, k] on the Hessian h [k, k] of the inputs the kernel sees. */
 export async function gptqQuantize(r: Float32Array, n: number, k: number, h: Float32Array, format: ElementFormat, rule: MxScaleRule,
   opts: GptqOptions): Promise<GptqOutcome> {
   const { codes, scales } = allocQuantized(format, n, k);
-  const out = new Float64Array(5);
+  const out = new Float64Array(6);
   await native().gptqQuantize(r, n, k, h, NATIVE_SCHEME[format], MX_SCALE_RULES.indexOf(rule), opts.damp, opts.blockSize,
     opts.actOrder, opts.threads ?? 0, codes.data as Codes, scales.data as Scales, out, null);
   return {
     q: quantizedTensor(format, n, k, codes, scales, out[4], rule),
-    objective: out[0], outputSqError: out[1], dampAdded: out[2], deadColumns: out[3],
+    objective: out[0], outputSqError: out[1], dampAdded: out[2], deadColumns: out[3], minPivotRatio: out[5],
   };
 }
 
@@ -130,7 +135,7 @@ export async function refineLowRank(w: Float32Array, n: number, k: number, r: nu
   const errors = new Float64Array(iters + 1);
   const out = new Float64Array(2);
   await native().refineLowrank(w, n, k, r, NATIVE_SCHEME[format], MX_SCALE_RULES.indexOf(rule), iters, opts.oversample ?? 16,
-    opts.powerIters ?? 3, opts.seed ?? 0x5d0e5eed, opts.threads ?? 0, up, down, errors, out);
+    opts.powerIters ?? 6, opts.seed ?? 0x5d0e5eed, opts.threads ?? 0, up, down, errors, out);
   return { lowRank: { rank: r, up, down, sigma: new Float32Array(0) }, errors: Array.from(errors.subarray(0, out[1])), best: out[0] };
 }
 

@@ -1,9 +1,16 @@
 /**
  * SVDQuant of one linear layer (DESIGN.md §2): smoothing (fixed α, or a per-layer search over α —
  * and optionally β — scored on the DEPLOYED layer: smoothing, low-rank branch, residual quantization
- * and activation quantization all active, run by the native kernel on the calibration reservoir),
- * the low-rank branch from the top-r SVD of Ŵ (optionally refined), and the residual quantized by
- * round-to-nearest or by GPTQ on H_λ = diag(1/λ)·XᵀX·diag(1/λ).
+ * and activation quantization all active, run by the native kernel), the low-rank branch from the
+ * top-r SVD of Ŵ (optionally refined), and the residual quantized by round-to-nearest or by GPTQ on
+ * H_λ = diag(1/λ)·XᵀX·diag(1/λ).
+ *
+ * Held-out scoring (issue 20): the collector splits the calibration tokens into fit tokens (the
+ * statistics: abs-max, XᵀX) and score tokens (calibration.ts). Every choice made here — α and β,
+ * GPTQ's damping, GPTQ or RTN — is scored on the score tokens, and the report gives the errors on
+ * both (held-out and in-sample). GPTQ is guarded: at risk of overfitting (fewer fit tokens than
+ * inputs, or an ill-conditioned Hessian) stronger dampings are tried, and RTN replaces GPTQ when it
+ * scores no worse on the held-out tokens; both are reported and warned about.
  */
 import { ArgumentError, NonFiniteError } from '../errors.js';
 import { Tensor } from '../tensor.js';
@@ -15,13 +22,44 @@ import type { GptqConfig, ProgressStage, SVDQuantConfig, SVDQuantConfigInput, Sv
 import { LayerStatsCollector } from './calibration.js';
 import { ErrorCorrectedLinear } from './error-corrected-linear.js';
 import { gptqQuantize, matmulNT, refineLowRank, relativeError, residualRtn, svdTopR } from './ops.js';
-import type { LowRankFactors } from './ops.js';
+import type { GptqOutcome, LowRankFactors } from './ops.js';
 import { scaleColumns, smoothingFactors, weightColumnAbsMax } from './smoothing.js';
 
 export interface AlphaCandidateScore {
   alpha: number;
   beta: number;
+  /** Deployed error on the tokens choices are scored on (held out when the report's heldOut). */
   relError: number;
+  /** The same on the fit tokens (in-sample). */
+  inSampleError: number;
+}
+
+export interface GptqDampScore {
+  /** Damping asked for (fraction of mean diag H). */
+  damp: number;
+  /** Damping GPTQ actually added (absolute; raised when the Cholesky failed). */
+  dampAdded: number;
+  /** Deployed error on the scoring tokens (held out when the report's heldOut). */
+  relError: number;
+  /** The same on the fit tokens (in-sample): GPTQ's own objective favours it. */
+  inSampleError: number;
+}
+
+/** How GPTQ was guarded against overfitting (issue 20 item 3). */
+export interface GptqReport {
+  /** Why GPTQ was at risk of overfitting, or null: fewer fit tokens than inputs, or an ill-conditioned Hessian. */
+  risk: string | null;
+  /** Smallest fraction of a column's damped variance the later columns do not explain (ops.ts). */
+  minPivotRatio: number;
+  /** Every damping tried (one without risk or without held-out tokens). */
+  candidates: GptqDampScore[];
+  /** The damping of the GPTQ candidate with the least scored error. */
+  damp: number;
+  /** The RTN residual's error on the same tokens (same smoothing and low-rank branch). */
+  rtnError: number;
+  rtnInSampleError: number;
+  /** True when RTN scored no worse than the best GPTQ candidate and replaced it. */
+  fallback: boolean;
 }
 
 export interface LayerReport {
@@ -33,17 +71,28 @@ export interface LayerReport {
   alpha: number | null;
   beta: number | null;
   rank: number;
+  /** The residual method of the final layer (GPTQ may have fallen back to RTN: see `gptq`). */
   residual: 'rtn' | 'gptq';
   /** Every candidate scored by the α search (empty without a search). */
   candidates: AlphaCandidateScore[];
   /** Refinement weight errors ‖Ŵ − L_t − Q(Ŵ − L_t)‖_F (empty without refinement). */
   refineErrors: number[];
-  /** Tokens the errors were measured on (the calibration reservoir). */
+  /** Calibration tokens observed: fit (abs-max, XᵀX) and score (held out). */
+  calibrationTokens: { fit: number; score: number };
+  /** Whether choices and errorBefore / errorAfter were scored on held-out tokens (false: no score tokens). */
+  heldOut: boolean;
+  /** Tokens errorBefore / errorAfter were measured on (the score reservoir; the fit one without score tokens). */
   evalTokens: number;
   /** ‖Y_q − Y‖/‖Y‖ of plain RTN of W (no smoothing, no low-rank branch), deployed scheme; NaN without tokens. */
   errorBefore: number;
   /** The same for the SVDQuant layer. */
   errorAfter: number;
+  /** The same two errors on the fit reservoir: tokens the statistics were computed from. */
+  inSample: { tokens: number; errorBefore: number; errorAfter: number };
+  /** GPTQ's guard: dampings tried, RTN comparison, fall-back (null without GPTQ). */
+  gptq: GptqReport | null;
+  /** Why a result may be worse than it looks (overfitting risk, fall-back, in-sample scoring). */
+  warnings: string[];
   seconds: number;
 }
 
@@ -61,6 +110,8 @@ export interface BuildOptions {
   rank: number;
   svd?: Partial<SvdConfig> & { seed?: number };
   refineIterations?: number;
+  /** A low-rank branch of Ŵ computed before (same λ and rank): reused instead of a new SVD. */
+  lowRank?: LowRankFactors;
   /** GPTQ settings and the Hessian of the smoothed inputs (H_λ), or false / undefined for RTN. */
   gptq?: { config: GptqConfig; hessian: Float32Array } | false;
   /**
@@ -74,6 +125,10 @@ export interface BuildOptions {
 export interface BuiltLayer {
   layer: ErrorCorrectedLinear;
   refineErrors: number[];
+  /** The branch's factors before any folding (undefined at rank 0), for reuse with another residual. */
+  lowRank: LowRankFactors | undefined;
+  /** GPTQ's damping actually added and its conditioning figure (undefined for RTN). */
+  gptq?: { dampAdded: number; minPivotRatio: number };
 }
 
 /** Ŵ → low-rank branch → quantized residual → ErrorCorrectedLinear (no validation: internal). */
@@ -83,10 +138,12 @@ export async function buildLayer(w: Float32Array, n: number, k: number, bias: Fl
   const lam = o.lambda;
   const what = lam === undefined ? w : scaleColumns(w, n, k, lam);
   const r = Math.min(o.rank, n, k);
-  const svdOpts = { method: o.svd?.method ?? 'auto', oversample: o.svd?.oversample ?? 16, powerIters: o.svd?.powerIters ?? 3, seed: o.svd?.seed ?? 0x5d0e5eed, threads };
+  const svdOpts = { method: o.svd?.method ?? 'auto', oversample: o.svd?.oversample ?? 16, powerIters: o.svd?.powerIters ?? 6, seed: o.svd?.seed ?? 0x5d0e5eed, threads };
   let lr: LowRankFactors | undefined;
   let refineErrors: number[] = [];
-  if (r > 0) {
+  if (r > 0 && o.lowRank !== undefined) {
+    lr = o.lowRank;
+  } else if (r > 0) {
     if ((o.refineIterations ?? 0) > 0) {
       const ref = await refineLowRank(what, n, k, r, format, o.rule, o.refineIterations!, svdOpts);
       lr = ref.lowRank;
@@ -96,6 +153,11 @@ export async function buildLayer(w: Float32Array, n: number, k: number, bias: Fl
     }
   }
   let q: QuantizedTensor;
+  let gptqInfo: BuiltLayer['gptq'];
+  const keep = (g: GptqOutcome): QuantizedTensor => {
+    gptqInfo = { dampAdded: g.dampAdded, minPivotRatio: g.minPivotRatio };
+    return g.q;
+  };
   let down = lr?.down;
   if (o.fold === true && lam !== undefined) {
     const { residual } = await residualRtn(what, n, k, lr, format, o.rule, threads, true);
@@ -107,13 +169,13 @@ export async function buildLayer(w: Float32Array, n: number, k: number, bias: Fl
       // H of the raw inputs = diag(λ)·H_λ·diag(λ).
       const hr = new Float32Array(k * k);
       for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) hr[i * k + j] = o.gptq.hessian[i * k + j] * lam[i] * lam[j];
-      q = (await gptqQuantize(rFolded, n, k, hr, format, o.rule, { ...o.gptq.config, threads })).q;
+      q = keep(await gptqQuantize(rFolded, n, k, hr, format, o.rule, { ...o.gptq.config, threads }));
     } else {
       q = (await residualRtn(rFolded, n, k, undefined, format, o.rule, threads)).q;
     }
   } else if (o.gptq) {
     const { residual } = await residualRtn(what, n, k, lr, format, o.rule, threads, true);
-    q = (await gptqQuantize(residual!, n, k, o.gptq.hessian, format, o.rule, { ...o.gptq.config, threads })).q;
+    q = keep(await gptqQuantize(residual!, n, k, o.gptq.hessian, format, o.rule, { ...o.gptq.config, threads }));
   } else {
     q = (await residualRtn(what, n, k, lr, format, o.rule, threads)).q;
   }
@@ -123,16 +185,37 @@ export async function buildLayer(w: Float32Array, n: number, k: number, bias: Fl
     ...(lr !== undefined && r > 0 ? { lDown: Tensor.fromStorage(down!, [r, k], 'f32'), lUp: Tensor.fromStorage(lr.up, [n, r], 'f32') } : {}),
     ...(bias !== undefined ? { bias: Tensor.fromStorage(bias, [n], 'f32') } : {}),
   });
-  return { layer, refineErrors };
+  return { layer, refineErrors, lowRank: lr, ...(gptqInfo !== undefined ? { gptq: gptqInfo } : {}) };
 }
 
 /** ‖Y_layer − yRef‖/‖yRef‖ of the deployed (native) layer on x [m, K]. */
 export async function deployedError(layer: ErrorCorrectedLinear, x: Float32Array, m: number, yRef: Float32Array, threads = 0): Promise<number> {
-  if (m === 0) return Number.NaN;
+  return (await deployedErrors(layer, [{ x, m, yRef }], threads))[0];
+}
+
+/** Tokens and the unquantized layer's outputs on them. */
+export interface TokenSet {
+  x: Float32Array;
+  m: number;
+  yRef: Float32Array;
+}
+
+/** deployedError on several token sets, converting the layer to its native form once. */
+export async function deployedErrors(layer: ErrorCorrectedLinear, sets: readonly TokenSet[], threads = 0): Promise<number[]> {
+  if (sets.every((s) => s.m === 0)) return sets.map(() => Number.NaN);
   const nat = await layer.toNative();
   try {
-    const y = await nat.forward(Tensor.fromStorage(x, [m, layer.inFeatures], 'f32'), { threads });
-    return relativeError(y.data, yRef);
+    const out: number[] = [];
+    for (const s of sets) {
+      if (s.m === 0) {
+        out.push(Number.NaN);
+        continue;
+      }
+      const y = await nat.forward(Tensor.fromStorage(s.x, [s.m, layer.inFeatures], 'f32'), { threads });
+      out.push(relativeError(y.data, s.yRef));
+      y.dispose();
+    }
+    return out;
   } finally {
     nat.dispose();
   }
@@ -178,22 +261,35 @@ export async function quantizeLinear(weight: Tensor, bias: Tensor | undefined, s
 
   const threads = cfg.threads;
   const rank = Math.min(cfg.rank, n, k);
-  const samples = stats.samples();
-  const m = samples.shape[0];
-  const xs = samples.data;
-  if (cfg.searchAlpha && cfg.smooth && m === 0) {
+  const tokenSet = async (x: Tensor<'f32'>): Promise<TokenSet> => {
+    const m = x.shape[0];
+    return { x: x.data, m, yRef: m > 0 ? await matmulNT(x.data, m, k, w, n, b, threads) : new Float32Array(0) };
+  };
+  const fit = await tokenSet(stats.samples());
+  const score = await tokenSet(stats.scoreSamples());
+  const heldOut = score.m > 0;
+  // Choices are scored on the held-out tokens; without any, on the fit tokens (and said so).
+  const judge = heldOut ? score : fit;
+  const sets = [judge, fit];
+  const warnings: string[] = [];
+  const counts = `${stats.fitTokenCount} fit + ${stats.scoreTokenCount} held-out tokens`;
+  if (cfg.searchAlpha && cfg.smooth && judge.m === 0) {
     throw new ArgumentError('stats', `a collector holding calibration tokens for the α search (layer '${name}' has none)`);
   }
-  const yRef = m > 0 ? await matmulNT(xs, m, k, w, n, b, threads) : new Float32Array(0);
+  if (!heldOut && ((cfg.searchAlpha && cfg.smooth) || cfg.gptq !== false) && judge.m > 0) {
+    warnings.push(`layer '${name}': no held-out tokens (${counts}; the collector's holdout is ${stats.holdout}): ` +
+      `${cfg.gptq !== false ? 'GPTQ' : 'the α search'} was scored on the calibration tokens themselves, which favours overfitting`);
+  }
   const base: BuildOptions = { scheme: cfg.scheme, rule: cfg.mxScaleRule, rank, svd: { ...cfg.svd, seed: cfg.seed }, threads };
 
-  // Smoothing: fixed or searched on the deployed layer.
+  // Smoothing: fixed or searched on the deployed layer (RTN residual), scored on the held-out tokens.
   progress('smoothing');
   const wmax = weightColumnAbsMax(w, n, k);
   let alpha: number | null = null, beta: number | null = null;
   let lambda: Float32Array | undefined;
   const candidates: AlphaCandidateScore[] = [];
   let searched: BuiltLayer | undefined;
+  let searchedErrors: number[] = [];
   if (cfg.smooth) {
     if (cfg.searchAlpha) {
       progress('alpha-search');
@@ -203,14 +299,15 @@ export async function quantizeLinear(weight: Tensor, bias: Tensor | undefined, s
         for (const bt of betas) {
           const lam = smoothingFactors(stats.actAbsMax, wmax, a, bt);
           const built = await buildLayer(w, n, k, b, { ...base, lambda: lam });
-          const err = await deployedError(built.layer, xs, m, yRef, threads);
-          candidates.push({ alpha: a, beta: bt, relError: err });
-          if (err < best || (searched === undefined && !(err < best))) {
-            best = err;
+          const errs = await deployedErrors(built.layer, sets, threads);
+          candidates.push({ alpha: a, beta: bt, relError: errs[0], inSampleError: errs[1] });
+          if (errs[0] < best || (searched === undefined && !(errs[0] < best))) {
+            best = errs[0];
             alpha = a;
             beta = bt;
             lambda = lam;
             searched = built;
+            searchedErrors = errs;
           }
         }
       }
@@ -221,35 +318,100 @@ export async function quantizeLinear(weight: Tensor, bias: Tensor | undefined, s
     }
   }
 
-  // Final layer: reuse the search's winner when nothing differs from how candidates were built.
-  let built: BuiltLayer;
-  if (searched !== undefined && cfg.refineIterations === 0 && cfg.gptq === false) {
-    built = searched;
+  // The RTN layer: the search's winner when nothing differs from how candidates were built.
+  let rtn: BuiltLayer;
+  let rtnErrors: number[];
+  if (searched !== undefined && cfg.refineIterations === 0) {
+    rtn = searched;
+    rtnErrors = searchedErrors;
   } else {
     progress(cfg.refineIterations > 0 ? 'refine' : 'svd');
-    let gptq: BuildOptions['gptq'] = false;
-    if (cfg.gptq !== false) {
-      progress('gptq');
-      gptq = { config: cfg.gptq, hessian: await stats.hessian(lambda) };
-    } else progress('residual');
-    built = await buildLayer(w, n, k, b, { ...base, lambda, refineIterations: cfg.refineIterations, gptq });
+    rtn = await buildLayer(w, n, k, b, { ...base, lambda, refineIterations: cfg.refineIterations });
+    rtnErrors = await deployedErrors(rtn.layer, sets, threads);
   }
+  let built = rtn;
+  let finalErrors = rtnErrors;
+  let gptqReport: GptqReport | null = null;
+  if (cfg.gptq !== false) {
+    progress('gptq');
+    const guard = await guardedGptq(w, n, k, b, base, lambda, rtn, rtnErrors, await stats.hessian(lambda), cfg.gptq, sets, heldOut,
+      stats.fitTokenCount, threads);
+    gptqReport = guard.report;
+    built = guard.built;
+    finalErrors = guard.errors;
+    if (guard.report.risk !== null || guard.report.fallback) {
+      const tried = guard.report.candidates.map((c) => `damp ${c.damp}: ${c.relError.toFixed(4)}`).join(', ');
+      const outcome = guard.report.fallback
+        ? `fell back to RTN (held-out error ${guard.report.rtnError.toFixed(4)} vs GPTQ ${tried})`
+        : `kept GPTQ with damp ${guard.report.damp} (held-out error ${tried}; RTN ${guard.report.rtnError.toFixed(4)})`;
+      warnings.push(`layer '${name}': GPTQ ${guard.report.risk !== null ? `at risk of overfitting (${guard.report.risk}), ` : ''}` +
+        `${heldOut ? outcome : 'not checked on held-out tokens'}; ${counts}, K = ${k}`);
+    }
+  } else progress('residual');
 
   progress('evaluate');
-  let errorBefore = Number.NaN, errorAfter = Number.NaN;
-  if (m > 0) {
+  let errorBefore = Number.NaN, errorInBefore = Number.NaN;
+  if (judge.m > 0 || fit.m > 0) {
     const plain = await buildLayer(w, n, k, b, { ...base, rank: 0 });
-    errorBefore = await deployedError(plain.layer, xs, m, yRef, threads);
-    errorAfter = await deployedError(built.layer, xs, m, yRef, threads);
+    [errorBefore, errorInBefore] = await deployedErrors(plain.layer, sets, threads);
   }
   progress('done');
   return {
     layer: built.layer,
     report: {
       name, scheme: cfg.scheme, outFeatures: n, inFeatures: k, alpha, beta, rank,
-      residual: cfg.gptq === false ? 'rtn' : 'gptq', candidates, refineErrors: built.refineErrors,
-      evalTokens: m, errorBefore, errorAfter, seconds: (performance.now() - t0) / 1000,
+      residual: gptqReport !== null && !gptqReport.fallback ? 'gptq' : 'rtn', candidates, refineErrors: built.refineErrors,
+      calibrationTokens: { fit: stats.fitTokenCount, score: stats.scoreTokenCount },
+      heldOut, evalTokens: judge.m, errorBefore, errorAfter: finalErrors[0],
+      inSample: { tokens: fit.m, errorBefore: errorInBefore, errorAfter: finalErrors[1] },
+      gptq: gptqReport, warnings, seconds: (performance.now() - t0) / 1000,
     },
   };
 }
 
+/** Relative dampings tried when GPTQ is at risk, as multiples of the configured one (0 → these values). */
+export const GPTQ_DAMP_STEPS: readonly number[] = Object.freeze([1, 10, 100, 1000]);
+const GPTQ_ZERO_DAMP_LADDER: readonly number[] = Object.freeze([0, 0.01, 0.1, 1, 10]);
+/**
+ * minPivotRatio below this: some input is ≥ 95% explained by the inputs GPTQ processes after it (with
+ * the default damping 0.01 an exactly duplicated input gives ~0.02, a rank-deficient Hessian ~0.01).
+ */
+export const GPTQ_ILL_CONDITIONED = 0.05;
+
+/**
+ * GPTQ that cannot overfit (issue 20 item 3): GPTQ with the configured damping; when the fit tokens
+ * are fewer than K or the Hessian is ill-conditioned (and there are held-out tokens), stronger
+ * dampings too, the one with the least held-out error kept; and RTN instead when it scores no
+ * worse on the held-out tokens. Every GPTQ run reuses the RTN layer's low-rank branch.
+ */
+async function guardedGptq(w: Float32Array, n: number, k: number, b: Float32Array | undefined, base: BuildOptions,
+  lambda: Float32Array | undefined, rtn: BuiltLayer, rtnErrors: number[], hessian: Float32Array, config: GptqConfig,
+  sets: TokenSet[], heldOut: boolean, fitTokens: number, threads: number): Promise<{ built: BuiltLayer; errors: number[]; report: GptqReport }> {
+  const run = async (damp: number): Promise<{ built: BuiltLayer; errors: number[]; score: GptqDampScore }> => {
+    const built = await buildLayer(w, n, k, b, { ...base, lambda, lowRank: rtn.lowRank, gptq: { config: { ...config, damp }, hessian } });
+    const errors = await deployedErrors(built.layer, sets, threads);
+    return { built, errors, score: { damp, dampAdded: built.gptq!.dampAdded, relError: errors[0], inSampleError: errors[1] } };
+  };
+  const first = await run(config.damp);
+  const minPivotRatio = first.built.gptq!.minPivotRatio;
+  const risk = fitTokens < k ? `${fitTokens} fit tokens for K = ${k} inputs: a rank-deficient Hessian`
+    : minPivotRatio < GPTQ_ILL_CONDITIONED ? `ill-conditioned Hessian: an input is ${((1 - minPivotRatio) * 100).toPrecision(4)}% explained by the others`
+    : null;
+  const runs = [first];
+  if (risk !== null && heldOut) {
+    const ladder = config.damp > 0 ? GPTQ_DAMP_STEPS.map((s) => s * config.damp) : GPTQ_ZERO_DAMP_LADDER;
+    for (const damp of ladder) if (damp !== config.damp) runs.push(await run(damp));
+  }
+  let best = runs[0];
+  for (const r of runs) if (r.errors[0] < best.errors[0]) best = r;
+  // RTN wins ties: it is cheaper and cannot have overfitted.
+  const fallback = heldOut && !(best.errors[0] < rtnErrors[0]);
+  return {
+    built: fallback ? rtn : best.built,
+    errors: fallback ? rtnErrors : best.errors,
+    report: {
+      risk, minPivotRatio, candidates: runs.map((r) => r.score), damp: best.score.damp,
+      rtnError: rtnErrors[0], rtnInSampleError: rtnErrors[1], fallback,
+    },
+  };
+}

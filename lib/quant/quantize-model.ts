@@ -8,6 +8,8 @@
  * run through `model.call(...)`; the hooks are removed afterwards (also on failure); then every layer
  * is quantized with quantizeLinear, and only when all of them succeeded is each Linear replaced by
  * its ErrorCorrectedLinear (setSubmodule). A failure anywhere leaves the model as it was.
+ * With config.sensitivity, the layers that add most to the model's output error on the first
+ * calibration batches are kept at w8a8 or unquantized within a byte budget (sensitivity.ts).
  */
 import { ArgumentError } from '../errors.js';
 import { Module, type HookHandle } from '../graph/module.js';
@@ -19,6 +21,7 @@ import { LayerStatsCollector } from './calibration.js';
 import { ErrorCorrectedLinear } from './error-corrected-linear.js';
 import { quantizeLinear, type LayerReport } from './quantize-layer.js';
 import { presetExclusion, resolvePreset } from './presets.js';
+import { chooseSensitiveLayers, outputVector, type SensitivityReport } from './sensitivity.js';
 
 export interface SkippedLayer {
   /** Dotted name of the module. */
@@ -35,6 +38,10 @@ export interface QuantizeReport {
   preset: string | null;
   /** Calibration batches run through the model. */
   calibrationBatches: number;
+  /** Every layer's warnings (GPTQ at risk of overfitting or fallen back to RTN, choices scored in-sample). */
+  warnings: string[];
+  /** What config.sensitivity kept at higher precision and why, or null when off. */
+  sensitivity: SensitivityReport | null;
   seconds: number;
 }
 
@@ -125,15 +132,16 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     if (cfg.rank > maxRank) {
       throw new ArgumentError('config.rank', `at most min(N, K) = ${maxRank} for layer '${name}' (${m.outFeatures}x${m.inFeatures}); exclude the layer or raise minDim to skip small layers`, cfg.rank);
     }
-    const stats = new LayerStatsCollector(m.inFeatures, {
-      hessian: cfg.gptq !== false, maxSamples: cfg.alphaSearchMaxSamples, seed: cfg.seed, name, threads: cfg.threads,
-    });
+    const stats = LayerStatsCollector.forConfig(m.inFeatures, cfg, name);
     targets.push({ name, layer: m, stats });
   }
 
   // 2. Calibrate (hooks removed whatever happens).
   const handles: HookHandle[] = [];
   let batches = 0;
+  const run = (batch: unknown) => (Array.isArray(batch) ? model.call(...batch) : model.call(batch));
+  // config.sensitivity: the first batches and the unquantized model's outputs on them.
+  const kept: { batches: unknown[]; refs: Float32Array[] } = { batches: [], refs: [] };
   try {
     for (const t of targets) {
       // The statistics are copied out of the inputs: the hook keeps no tensor, so the model's
@@ -146,7 +154,11 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
         throw new ArgumentError(`calibration[${batches}]`, 'an array of arguments or an object of named inputs (one model.call)', batch);
       }
       try {
-        await (Array.isArray(batch) ? model.call(...batch) : model.call(batch));
+        const out = await run(batch);
+        if (cfg.sensitivity !== false && kept.batches.length < cfg.sensitivity.batches) {
+          kept.batches.push(batch);
+          kept.refs.push(outputVector(out));
+        }
       } catch (e) {
         // Name the batch: the model only knows its own argument names.
         if (e instanceof ArgumentError) throw new ArgumentError(`calibration[${batches}]`, `inputs the model accepts (${e.message})`);
@@ -177,6 +189,31 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     results.push({ name: t.name, layer: r.layer, report: r.report });
   }
 
+  // 3b. Optionally keep the most sensitive layers at higher precision (sensitivity.ts).
+  let sensitivity: SensitivityReport | null = null;
+  if (cfg.sensitivity !== false && results.length > 0) {
+    const keepW8 = cfg.sensitivity.keep === 'w8a8';
+    const candidates = [];
+    const w8: { layer: ErrorCorrectedLinear; report: LayerReport }[] = [];
+    for (const [i, r] of results.entries()) {
+      const t = ready[i];
+      if (keepW8) w8.push(await quantizeLinear(t.layer.weight, t.layer.bias ?? undefined, t.stats, { ...cfg, scheme: 'w8a8', onProgress: undefined }, t.name));
+      candidates.push({ name: r.name, original: t.layer, quantized: r.layer, higher: keepW8 ? w8[i].layer : t.layer });
+    }
+    sensitivity = await chooseSensitiveLayers(model, candidates, run, kept.batches, kept.refs, cfg.sensitivity);
+    const keptNames = new Set(sensitivity.layers.filter((l) => l.kept).map((l) => l.name));
+    for (let i = results.length - 1; i >= 0; i--) {
+      if (!keptNames.has(results[i].name)) continue;
+      const reason = sensitivity.layers.find((l) => l.name === results[i].name)!.reason;
+      if (keepW8) {
+        results[i] = { name: results[i].name, layer: w8[i].layer, report: w8[i].report };
+      } else {
+        skipped.push({ name: results[i].name, reason: `sensitivity: ${reason}` });
+        results.splice(i, 1);
+      }
+    }
+  }
+
   // 4. Replace (all or nothing).
   const done: { name: string; previous: Module }[] = [];
   try {
@@ -188,7 +225,8 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     for (const d of done.reverse()) model.setSubmodule(d.name, d.previous);
     throw e;
   }
+  const layers = results.map((r) => r.report);
   return {
-    layers: results.map((r) => r.report), skipped, preset: preset?.name ?? null, calibrationBatches: batches, seconds: (performance.now() - t0) / 1000,
+    layers, skipped, preset: preset?.name ?? null, calibrationBatches: batches, warnings: layers.flatMap((l) => l.warnings), sensitivity, seconds: (performance.now() - t0) / 1000,
   };
 }

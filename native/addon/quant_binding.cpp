@@ -155,8 +155,8 @@ Napi::Value QuantizeResidual(const Napi::CallbackInfo& info) {
 }
 
 // gptqQuantize(r: Float32Array [n·k], n, k, h: Float32Array [k·k], scheme, mxRule, damp, blockSize,
-//              actOrder, threads, codes, scales, out: Float64Array [5], dequant: Float32Array|null)
-//   out = [objective, outputSqError, dampAdded, deadColumns, globalScale]
+//              actOrder, threads, codes, scales, out: Float64Array [6], dequant: Float32Array|null)
+//   out = [objective, outputSqError, dampAdded, deadColumns, globalScale, minPivotRatio]
 Napi::Value GptqQuantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t n = get_int(info, 1, "n", 1, kMaxDim);
@@ -175,7 +175,7 @@ Napi::Value GptqQuantize(const Napi::CallbackInfo& info) {
   opts.act_order = info[8].As<Napi::Boolean>().Value();
   const int threads = static_cast<int>(get_int(info, 9, "threads", 0, 1024));
   const QuantOut qo = get_quant_out(info, 10, 11, opts.scheme, n, k);
-  double* out = get_array<double>(info, 12, "out", napi_float64_array, 5, "Float64Array");
+  double* out = get_array<double>(info, 12, "out", napi_float64_array, 6, "Float64Array");
   float* dq = optional_f32_array(info, 13, "dequant", n * k);
   return run_job(env, false, [=] {
     svdq::ThreadPool& pool = svdq::shared_pool(threads);
@@ -186,6 +186,7 @@ Napi::Value GptqQuantize(const Napi::CallbackInfo& info) {
     out[2] = g.damp_added;
     out[3] = static_cast<double>(g.dead_columns);
     out[4] = g.q.global_scale;
+    out[5] = g.min_pivot_ratio;
   }, keep(info, {0, 3, 10, 11, 12, 13}));
 }
 

@@ -172,6 +172,13 @@ GptqResult gptq_quantize(const float* R, int64_t N, int64_t K, const float* H,
       throw std::runtime_error("gptq_quantize: the Hessian is not positive definite even with damping " +
                                std::to_string(delta));
     res.damp_added = delta;
+    // U's diagonal is 1/pivot of the reversed Cholesky: pivot²/(H_δ)_aa is the part of column a's
+    // damped variance that the columns processed after it do not explain.
+    res.min_pivot_ratio = 1.0;
+    for (int64_t a = 0; a < K; ++a) {
+      const double ratio = 1.0 / (u[a * K + a] * u[a * K + a] * (diag[order[a]] + delta));
+      res.min_pivot_ratio = std::min(res.min_pivot_ratio, ratio);
+    }
     for (int64_t i = 0; i < K * K; ++i) Uf[i] = static_cast<float>(u[i]);
     for (int64_t a = 0; a < K; ++a) Ud[a] = Uf[a * K + a];
   }

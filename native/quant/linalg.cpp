@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "svdquant/quant.h"
@@ -132,13 +133,40 @@ void householder_form_q(int64_t m, int64_t n, const double* a, const double* tau
   }
 }
 
-void orthonormalize(const float* Y, int64_t m, int64_t n, float* Q) {
+void householder_apply_q(int64_t m, int64_t n, const double* a, const double* tau, int64_t count,
+                         double* x) {
+  // Q = H_0·H_1·…·H_{n−1}: the last reflector is applied first.
+  std::vector<double> v(static_cast<size_t>(m));
+  for (int64_t k = n - 1; k >= 0; --k) {
+    const double t = tau[k];
+    if (t == 0.0) continue;
+    v[k] = 1.0;
+    for (int64_t i = k + 1; i < m; ++i) v[i] = a[i * n + k];
+    for (int64_t c = 0; c < count; ++c) {
+      double* xc = x + c * m;
+      double w = 0.0;
+      for (int64_t i = k; i < m; ++i) w += v[i] * xc[i];
+      w *= t;
+      for (int64_t i = k; i < m; ++i) xc[i] -= w * v[i];
+    }
+  }
+}
+
+double orthonormalize(const float* Y, int64_t m, int64_t n, float* Q) {
   std::vector<double> a(static_cast<size_t>(m * n)), q(static_cast<size_t>(m * n)),
-      tau(static_cast<size_t>(n));
+      tau(static_cast<size_t>(n)), norm2(static_cast<size_t>(n), 0.0);
   for (int64_t i = 0; i < m * n; ++i) a[i] = Y[i];
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) norm2[j] += a[i * n + j] * a[i * n + j];
   householder_qr(m, n, a.data(), tau.data());
   householder_form_q(m, n, a.data(), tau.data(), q.data());
   for (int64_t i = 0; i < m * n; ++i) Q[i] = static_cast<float>(q[i]);
+  double rmin = std::numeric_limits<double>::infinity(), cmax = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    rmin = std::min(rmin, std::fabs(a[j * n + j]));
+    cmax = std::max(cmax, norm2[j]);
+  }
+  return n == 0 ? 1.0 : cmax > 0.0 ? rmin / std::sqrt(cmax) : 0.0;
 }
 
 // ---- one-sided Jacobi ----------------------------------------------------------------------------

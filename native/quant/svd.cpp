@@ -1,9 +1,10 @@
 // Singular value decompositions for the low-rank branch (quant.h): svd_exact (Householder QR +
-// one-sided Jacobi, double) and svd_topr_randomized (Halko–Martinsson–Tropp range finder with
-// power iterations; the big products through gemm_f32).
+// one-sided Jacobi, double) and svd_topr_randomized (randomized block Krylov with Rayleigh–Ritz;
+// the big products through gemm_f32).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -114,6 +115,62 @@ void fill_gaussian(float* out, int64_t count, uint64_t seed) {
   }
 }
 
+// Euclidean norms of the columns of y [m, n] (row-major), in double.
+std::vector<double> column_norms(const float* y, int64_t m, int64_t n) {
+  std::vector<double> out(static_cast<size_t>(n), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t c = 0; c < n; ++c) out[c] += static_cast<double>(y[i * n + c]) * y[i * n + c];
+  for (double& v : out) v = std::sqrt(v);
+  return out;
+}
+
+// The Rayleigh–Ritz step of the randomized SVD: with Q [N, L] orthonormal (row stride L) and
+// Z = Wᵀ·Q [K, L] (row stride L), W ≈ Q·Zᵀ. Zᵀ's SVD comes from Z = Q₂·R₂ (Householder, double)
+// and R₂ = U'·Σ·V'ᵀ (Jacobi), so W ≈ (Q·V')·Σ·(Q₂·U')ᵀ; the top r triplets go into res.
+void rayleigh_ritz(const float* Q, const float* Z, int64_t N, int64_t K, int64_t L, int64_t r,
+                   ThreadPool& pool, SvdResult& res) {
+  std::vector<double> bt(Z, Z + K * L), tau(static_cast<size_t>(L));
+  linalg::householder_qr(K, L, bt.data(), tau.data());
+  std::vector<double> rt(static_cast<size_t>(L * L), 0.0), vt(static_cast<size_t>(L * L));
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = i; j < L; ++j) rt[j * L + i] = bt[i * L + j];
+  linalg::jacobi_svd_columns(L, L, rt.data(), vt.data());
+  std::vector<double> sigma(static_cast<size_t>(L));
+  for (int64_t j = 0; j < L; ++j) {
+    double s = 0.0;
+    for (int64_t i = 0; i < L; ++i) s += rt[j * L + i] * rt[j * L + i];
+    sigma[j] = std::sqrt(s);
+  }
+  const std::vector<int64_t> order = descending_order(sigma);
+  std::vector<double> us(static_cast<size_t>(L * L)), vs(static_cast<size_t>(r * L)),
+      ss(static_cast<size_t>(L));
+  for (int64_t c = 0; c < L; ++c) {
+    const int64_t j = order[c];
+    ss[c] = sigma[j];
+    std::copy(rt.begin() + j * L, rt.begin() + (j + 1) * L, us.begin() + c * L);
+    if (c < r) std::copy(vt.begin() + j * L, vt.begin() + (j + 1) * L, vs.begin() + c * L);
+  }
+  normalize_or_complete(L, L, us.data(), ss.data());
+  for (int64_t c = 0; c < r; ++c) res.S[c] = static_cast<float>(ss[c]);
+  // Q₂·U'_r without forming Q₂: the reflectors applied to U'_r (rows c = columns, zero-padded to K).
+  std::vector<double> q2u(static_cast<size_t>(r * K), 0.0);
+  for (int64_t c = 0; c < r; ++c) std::copy(us.begin() + c * L, us.begin() + (c + 1) * L, q2u.begin() + c * K);
+  linalg::householder_apply_q(K, L, bt.data(), tau.data(), r, q2u.data());
+  // U_W[i][c] = Σ_p Q[i][p]·V'[p][c]  (V' column c = vs row c); rows in parallel chunks.
+  constexpr int64_t kRows = 256;
+  pool.parallel_for((N + kRows - 1) / kRows, [&](int64_t t, int) {
+    const int64_t i1 = std::min(N, (t + 1) * kRows);
+    for (int64_t i = t * kRows; i < i1; ++i)
+      for (int64_t c = 0; c < r; ++c) {
+        double s = 0.0;
+        for (int64_t p = 0; p < L; ++p) s += static_cast<double>(Q[i * L + p]) * vs[c * L + p];
+        res.U[i * r + c] = static_cast<float>(s);
+      }
+  });
+  for (int64_t c = 0; c < r; ++c)
+    for (int64_t k = 0; k < K; ++k) res.Vt[c * K + k] = static_cast<float>(q2u[c * K + k]);
+}
+
 }  // namespace
 
 SvdResult svd_exact(const float* W, int64_t N, int64_t K) {
@@ -216,71 +273,74 @@ SvdResult svd_topr_randomized(const float* W, int64_t N, int64_t K, int64_t r,
   res.Vt.assign(static_cast<size_t>(r * K), 0.0f);
   if (r == 0) return res;
   const int64_t l = std::min<int64_t>(r + opts.oversample, mn);
+  // The Krylov space never needs more than min(N, K) dimensions.
+  const int64_t depth = std::min<int64_t>(opts.power_iters, mn / l - 1);
+  const int64_t L = (depth + 1) * l;
+  constexpr double kDependent = 1e-3, kMostlyInside = 1e-2;
 
-  // Range finder with power iterations, re-orthonormalized after every product.
-  std::vector<float> omega(static_cast<size_t>(K * l)), Y(static_cast<size_t>(N * l)),
-      Q(static_cast<size_t>(N * l)), Z(static_cast<size_t>(K * l));
+  // Block Krylov range finder: Q_0 = orth(W·Ω), Q_{j+1} = orth(W·orth(Wᵀ·Q_j)) made orthogonal to
+  // Q_0..Q_j (block Gram–Schmidt: two projections and a QR, plus one more projection and QR when
+  // the block was mostly inside the space already, so that Q stays orthonormal in fp32 even when
+  // the space is exhausted). Z_j = Wᵀ·Q_j are the rows of B = Qᵀ·W, so the Rayleigh–Ritz step
+  // needs no further product with W.
+  std::vector<float> Qall(static_cast<size_t>(N * L)), Zall(static_cast<size_t>(K * L)),
+      omega(static_cast<size_t>(K * l)), Y(static_cast<size_t>(N * l)), Qb(static_cast<size_t>(N * l)),
+      Zb(static_cast<size_t>(K * l)), C(static_cast<size_t>(L * l));
+  auto store_block = [&](int64_t j, const float* q) {  // Qb [N, l] -> columns [j·l, (j+1)·l) of Qall
+    for (int64_t i = 0; i < N; ++i) std::copy(q + i * l, q + (i + 1) * l, Qall.data() + i * L + j * l);
+  };
+  auto project_out = [&](float* y, int64_t cols) {  // y [N, l] -= Q·(Qᵀ·y), Q = first `cols` of Qall
+    gemm_f32(true, false, cols, l, N, 1.0f, Qall.data(), L, y, l, 0.0f, C.data(), l, pool);
+    gemm_f32(false, false, N, l, cols, -1.0f, Qall.data(), L, C.data(), l, 1.0f, y, l, pool);
+  };
+  // Wᵀ once, so that both products per step run gemm_f32's non-transposed path (about twice as
+  // fast here for these skinny products as reading W transposed).
+  std::unique_ptr<float[]> Wt(new float[static_cast<size_t>(N * K)]);
+  constexpr int64_t kT = 64;
+  pool.parallel_for((K + kT - 1) / kT, [&](int64_t t, int) {
+    const int64_t k0 = t * kT, k1 = std::min(K, k0 + kT);
+    for (int64_t i0 = 0; i0 < N; i0 += kT) {
+      const int64_t i1 = std::min(N, i0 + kT);
+      for (int64_t k = k0; k < k1; ++k)
+        for (int64_t i = i0; i < i1; ++i) Wt[k * N + i] = W[i * K + k];
+    }
+  });
   fill_gaussian(omega.data(), K * l, opts.seed);
   gemm_f32(false, false, N, l, K, 1.0f, W, K, omega.data(), l, 0.0f, Y.data(), l, pool);
-  linalg::orthonormalize(Y.data(), N, l, Q.data());
-  for (int it = 0; it < opts.power_iters; ++it) {
-    gemm_f32(true, false, K, l, N, 1.0f, W, K, Q.data(), l, 0.0f, Z.data(), l, pool);  // Wᵀ·Q
-    linalg::orthonormalize(Z.data(), K, l, omega.data());
+  linalg::orthonormalize(Y.data(), N, l, Qb.data());
+  store_block(0, Qb.data());
+  for (int64_t j = 0;; ++j) {
+    gemm_f32(false, false, K, l, N, 1.0f, Wt.get(), N, Qall.data() + j * l, L, 0.0f, Zall.data() + j * l, L, pool);
+    if (j == depth) break;
+    for (int64_t k = 0; k < K; ++k)
+      std::copy(Zall.data() + k * L + j * l, Zall.data() + k * L + (j + 1) * l, Zb.data() + k * l);
+    linalg::orthonormalize(Zb.data(), K, l, omega.data());
     gemm_f32(false, false, N, l, K, 1.0f, W, K, omega.data(), l, 0.0f, Y.data(), l, pool);
-    linalg::orthonormalize(Y.data(), N, l, Q.data());
+    const int64_t cols = (j + 1) * l;
+    const std::vector<double> before = column_norms(Y.data(), N, l);
+    project_out(Y.data(), cols);
+    project_out(Y.data(), cols);
+    const std::vector<double> after = column_norms(Y.data(), N, l);
+    double kept = 1.0;  // smallest fraction of a column's norm left outside the space so far
+    for (int64_t c = 0; c < l; ++c) kept = std::min(kept, before[c] > 0.0 ? after[c] / before[c] : 0.0);
+    const double independence = linalg::orthonormalize(Y.data(), N, l, Qb.data());
+    if (independence < kDependent || kept < kMostlyInside) {
+      // A column that was mostly inside the space already, or nearly dependent columns: what is
+      // left is rounding noise, and its orthonormal directions still lean towards the space by
+      // more than fp32 rounding; project them out once more.
+      project_out(Qb.data(), cols);
+      linalg::orthonormalize(Qb.data(), N, l, Y.data());
+      std::copy(Y.begin(), Y.end(), Qb.begin());
+    }
+    store_block(j + 1, Qb.data());
   }
-  // Bᵀ = Wᵀ·Q [K, l] = Q₂·R₂; R₂ = U'·Σ·V'ᵀ; W ≈ Q·B = (Q·V')·Σ·(Q₂·U')ᵀ.
-  gemm_f32(true, false, K, l, N, 1.0f, W, K, Q.data(), l, 0.0f, Z.data(), l, pool);
-  std::vector<double> bt(static_cast<size_t>(K * l)), tau(static_cast<size_t>(l)),
-      q2(static_cast<size_t>(K * l));
-  for (int64_t i = 0; i < K * l; ++i) bt[i] = Z[i];
-  linalg::householder_qr(K, l, bt.data(), tau.data());
-  linalg::householder_form_q(K, l, bt.data(), tau.data(), q2.data());
-  std::vector<double> rt(static_cast<size_t>(l * l), 0.0), vt(static_cast<size_t>(l * l));
-  for (int64_t i = 0; i < l; ++i)
-    for (int64_t j = i; j < l; ++j) rt[j * l + i] = bt[i * l + j];
-  linalg::jacobi_svd_columns(l, l, rt.data(), vt.data());
-  std::vector<double> sigma(static_cast<size_t>(l));
-  for (int64_t j = 0; j < l; ++j) {
-    double s = 0.0;
-    for (int64_t i = 0; i < l; ++i) s += rt[j * l + i] * rt[j * l + i];
-    sigma[j] = std::sqrt(s);
-  }
-  const std::vector<int64_t> order = descending_order(sigma);
-  std::vector<double> us(static_cast<size_t>(l * l)), vs(static_cast<size_t>(r * l)),
-      ss(static_cast<size_t>(l));
-  for (int64_t c = 0; c < l; ++c) {
-    const int64_t j = order[c];
-    ss[c] = sigma[j];
-    std::copy(rt.begin() + j * l, rt.begin() + (j + 1) * l, us.begin() + c * l);
-    if (c < r) std::copy(vt.begin() + j * l, vt.begin() + (j + 1) * l, vs.begin() + c * l);
-  }
-  normalize_or_complete(l, l, us.data(), ss.data());
-  for (int64_t c = 0; c < r; ++c) res.S[c] = static_cast<float>(ss[c]);
-  // U_W[i][c] = Σ_p Q[i][p]·V'[p][c]  (V' column c = vs row c); rows in parallel chunks.
-  constexpr int64_t kRows = 256;
-  pool.parallel_for((N + kRows - 1) / kRows, [&](int64_t t, int) {
-    const int64_t i1 = std::min(N, (t + 1) * kRows);
-    for (int64_t i = t * kRows; i < i1; ++i)
-      for (int64_t c = 0; c < r; ++c) {
-        double s = 0.0;
-        for (int64_t p = 0; p < l; ++p) s += static_cast<double>(Q[i * l + p]) * vs[c * l + p];
-        res.U[i * r + c] = static_cast<float>(s);
-      }
-  });
-  // Vt_W[c][k] = Σ_p Q₂[k][p]·U'[p][c]  (U' column c = us row c).
-  pool.parallel_for((K + kRows - 1) / kRows, [&](int64_t t, int) {
-    const int64_t k1 = std::min(K, (t + 1) * kRows);
-    for (int64_t k = t * kRows; k < k1; ++k)
-      for (int64_t c = 0; c < r; ++c) {
-        double s = 0.0;
-        for (int64_t p = 0; p < l; ++p) s += q2[k * l + p] * us[c * l + p];
-        res.Vt[c * K + k] = static_cast<float>(s);
-      }
-  });
+  rayleigh_ritz(Qall.data(), Zall.data(), N, K, L, r, pool, res);
   normalize_signs(res);
   return res;
 }
+
+// min(N, K) up to which svd_topr always takes the exact SVD (about 0.1 s for 256×256 here).
+constexpr int64_t kExactMaxDim = 256;
 
 SvdResult svd_topr(const float* W, int64_t N, int64_t K, int64_t r,
                    const RandomizedSvdOptions& opts, ThreadPool& pool) {
@@ -289,7 +349,8 @@ SvdResult svd_topr(const float* W, int64_t N, int64_t K, int64_t r,
   if (r < 0 || r > mn)
     throw std::invalid_argument("svd_topr: rank " + std::to_string(r) +
                                 " is outside [0, min(N, K) = " + std::to_string(mn) + "]");
-  if (r + opts.oversample < mn) return svd_topr_randomized(W, N, K, r, opts, pool);
+  const int64_t krylov_columns = (static_cast<int64_t>(opts.power_iters) + 1) * (r + opts.oversample);
+  if (mn > kExactMaxDim && krylov_columns < mn) return svd_topr_randomized(W, N, K, r, opts, pool);
   SvdResult full = svd_exact(W, N, K);
   SvdResult res;
   res.n_rows = N;

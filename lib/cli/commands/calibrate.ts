@@ -26,7 +26,9 @@ Grid search over quantizer configurations: scheme x residual method (RTN, GPTQ) 
 x alpha search (off, on). Each cell quantizes the layers from the first N calibration tokens of each
 layer and is scored by the layer's output error ||Y_q - Y|| / ||Y|| on held-out calibration tokens
 (the last --holdout fraction, never used to calibrate), run on the native kernels as deployed. Cells
-are ranked by the mean error over the layers. Writes DIR/results.json (every cell, ranked, with per-layer
+are ranked by the mean held-out error over the layers; the in-sample error (on the N tokens) is shown
+beside it. Inside a cell the quantizer holds out 25% of its N tokens again to score its own choices
+(alpha, GPTQ damping, GPTQ or RTN). Writes DIR/results.json (every cell, ranked, with per-layer
 errors) and DIR/summary.txt (the ranking, the best cell per scheme, and the best configuration as a
 'svdquant quantize' command line).
 
@@ -139,14 +141,17 @@ export function formatSummary(r: CalibrateReport): string {
   let out = `calibrate: ${r.cells.length} configurations on ${r.layers.length} layers of ${r.model}, rank ${r.rank}, ` +
     `${Math.round(r.holdout * 100)}% of the tokens held out, ${r.seconds.toFixed(1)} s\n\n`;
   const withImages = r.images !== undefined;
-  const rows = [['#', 'SCHEME', 'RESIDUAL', 'SAMPLES', 'ALPHA SEARCH', 'MEAN ERR', 'MAX ERR', ...(withImages ? ['PSNR', 'SSIM'] : []), 'TIME']];
+  const rows = [['#', 'SCHEME', 'RESIDUAL', 'SAMPLES', 'ALPHA SEARCH', 'MEAN ERR', 'MAX ERR', 'IN-SAMPLE', ...(withImages ? ['PSNR', 'SSIM'] : []), 'TIME']];
   for (const c of r.cells) {
-    rows.push([String(c.position), c.scheme, c.residual, c.samples === 0 ? `all (${c.samplesUsed})` : String(c.samplesUsed),
-      c.alphaSearch ? 'on' : 'off', c.meanError.toFixed(5), c.maxError.toFixed(5),
+    const residual = c.residual === 'gptq' && c.gptqFallbacks > 0 ? `gptq (${c.gptqFallbacks} rtn)` : c.residual;
+    rows.push([String(c.position), c.scheme, residual, c.samples === 0 ? `all (${c.samplesUsed})` : String(c.samplesUsed),
+      c.alphaSearch ? 'on' : 'off', c.meanError.toFixed(5), c.maxError.toFixed(5), c.meanInSampleError.toFixed(5),
       ...(withImages ? [c.image === undefined ? '-' : formatPsnr(c.image.psnrDb), c.image === undefined ? '-' : c.image.ssim.toFixed(3)] : []), `${c.seconds.toFixed(1)} s`]);
   }
   out += formatTable(rows);
-  out += '\nERR: held-out output error ||Y_q - Y|| / ||Y|| per layer, mean and max over the layers.\n';
+  out += '\nERR: held-out output error ||Y_q - Y|| / ||Y|| per layer, mean and max over the layers (the ranking);\n';
+  out += 'IN-SAMPLE: the mean error on the tokens the layers were quantized from. gptq (N rtn): on N layers GPTQ scored\n';
+  out += "worse than RTN on the quantizer's own held-out tokens and RTN was kept.\n";
   if (withImages) {
     const i = r.images!;
     out += `PSNR, SSIM: images of the whole model quantized with the cell, against the fp32 images (labels ${i.labels.join(',')}, ` +

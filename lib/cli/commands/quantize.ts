@@ -125,9 +125,7 @@ async function quantizeFile(input: string, calibPath: string, output: string, co
       const quantized = new Set<string>();
       for (const [i, l] of todo.entries()) {
         const { weight, bias } = await readLinear(st, l);
-        const stats = new LayerStatsCollector(l.inFeatures, {
-          hessian: config.gptq !== false, maxSamples: config.alphaSearchMaxSamples, seed: config.seed, name: l.name, threads: config.threads,
-        });
+        const stats = LayerStatsCollector.forConfig(l.inFeatures, config, l.name);
         await stats.observeAsync(await readCalibrationInputs(calib.file, l));
         await stats.flush();
         const cfg: SVDQuantConfig = {
@@ -174,15 +172,21 @@ export function formatQuantizeReport(r: QuantizeFileReport): string {
   let out = `quantized '${r.input}' -> '${r.output}' (${formatBytes(r.outputBytes)}) in ${r.seconds.toFixed(1)} s\n`;
   out += `scheme ${c.scheme}, rank ${c.rank}, smoothing ${c.smooth ? (c.searchAlpha ? 'alpha searched' : `alpha ${c.smoothAlpha}`) : 'off'}, residual ${c.gptq === false ? 'RTN' : 'GPTQ'}\n\n`;
   if (r.layers.length > 0) {
-    const rows = [['LAYER', 'SHAPE (NxK)', 'ALPHA', 'RANK', 'RESIDUAL', 'ERR RTN', 'ERR SVDQUANT', 'TOKENS', 'TIME']];
+    const rows = [['LAYER', 'SHAPE (NxK)', 'ALPHA', 'RANK', 'RESIDUAL', 'ERR RTN', 'ERR SVDQUANT', 'IN-SAMPLE', 'TOKENS', 'TIME']];
     for (const l of r.layers) {
-      rows.push([l.name, `${l.outFeatures}x${l.inFeatures}`, l.alpha === null ? '-' : String(l.alpha), String(l.rank), l.residual,
-        l.errorBefore.toFixed(4), l.errorAfter.toFixed(4), String(l.evalTokens), `${l.seconds.toFixed(2)} s`]);
+      rows.push([l.name, `${l.outFeatures}x${l.inFeatures}`, l.alpha === null ? '-' : String(l.alpha), String(l.rank),
+        l.gptq?.fallback === true ? 'rtn (gptq worse)' : l.residual,
+        l.errorBefore.toFixed(4), l.errorAfter.toFixed(4), l.inSample.errorAfter.toFixed(4),
+        `${l.calibrationTokens.fit}+${l.calibrationTokens.score}`, `${l.seconds.toFixed(2)} s`]);
     }
     out += formatTable(rows);
-    out += 'ERR: relative output error ||Y_q - Y|| / ||Y|| on the calibration tokens, of plain round-to-nearest\n';
-    out += '(no smoothing, no low-rank branch) and of the SVDQuant layer, both in the deployed scheme.\n';
+    const heldOut = r.layers.every((l) => l.heldOut);
+    out += `ERR: relative output error ||Y_q - Y|| / ||Y|| on ${heldOut ? 'held-out calibration tokens (never used for the statistics)' : 'the calibration tokens'},\n`;
+    out += 'of plain round-to-nearest (no smoothing, no low-rank branch) and of the SVDQuant layer, both in the deployed\n';
+    out += 'scheme; IN-SAMPLE: the SVDQuant layer on the tokens the statistics came from; TOKENS: fit + held out.\n';
   }
+  const warnings = r.layers.flatMap((l) => l.warnings);
+  if (warnings.length > 0) out += `\nwarnings:\n${warnings.map((w) => `  ${w}`).join('\n')}\n`;
   out += `\n${r.layers.length} layers quantized, ${r.skipped.length} skipped, ${r.passthroughTensors} other tensors carried over\n`;
   if (r.skipped.length > 0) out += formatTable(r.skipped.map((s) => [`skipped ${s.name}:`, s.reason]), '  ');
   return out;

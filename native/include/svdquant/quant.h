@@ -29,16 +29,27 @@
 //   (at most 60 sweeps). Meant for small matrices (min(N, K) <= 512: about 1 s for 512×512 here);
 //   cost ~ 3·m·n² per sweep. Singular vectors of σ = 0 are completed to an orthonormal set.
 //   Signs: each left vector's largest-magnitude entry is made positive.
-// svd_topr_randomized: Halko–Martinsson–Tropp with l = r + oversample columns (capped at
-//   min(N, K)): Ω [K, l] Gaussian (splitmix64 + Box–Muller, from `seed`), Y = W·Ω, Q = qr(Y);
-//   `power_iters` times: Z = qr(Wᵀ·Q), Q = qr(W·Z); then Bᵀ = Wᵀ·Q [K, l] = Q₂·R₂ (Householder),
-//   R₂ = U'·Σ·V'ᵀ (Jacobi), so W ≈ (Q·V')·Σ·(Q₂·U')ᵀ; the top r are returned. Products by
-//   gemm_f32; each QR is Householder in double with the thin Q rounded to fp32.
-//   Defaults: oversample 16, power_iters 3. Cost: 2·power_iters + 3 products of 2·N·K·l flops and
-//   2·power_iters + 2 QRs; W 12288×3072, r = 32: about 0.35 s with 2 threads here. On a slowly
-//   decaying spectrum (σ_i ~ 1/√i) the top-32 energy Σσ² falls short of the converged value by
-//   1.5% / 0.9% / 0.7% / 0.5% with 1 / 2 / 3 / 4 power iterations (bench/native/bench_quant.cpp);
-//   on matrices with a gap after σ_r it matches the exact SVD to ~3e-7 (tests).
+// svd_topr_randomized: randomized block Krylov (Musco & Musco 2015) with Rayleigh–Ritz. Blocks of
+//   l = r + oversample columns (capped at min(N, K)): Ω [K, l] Gaussian (splitmix64 + Box–Muller,
+//   from `seed`), Q_0 = qr(W·Ω); then `power_iters` times Q_{j+1} = qr(W·qr(Wᵀ·Q_j)) made
+//   orthogonal to Q_0..Q_j (block Gram–Schmidt, twice; a third projection when a block was mostly
+//   inside the space already, as when W's rank is exhausted). The whole space Q = [Q_0 … Q_q]
+//   (L = (q+1)·l columns, capped so that L <= min(N, K)) is kept, not only the last block: this is
+//   what makes slowly decaying spectra converge (subspace iteration, which keeps the last block
+//   only, stalls there). Rayleigh–Ritz: Z = Wᵀ·Q [K, L] (the Wᵀ·Q_j of the iteration) = Q₂·R₂
+//   (Householder, double), R₂ = U'·Σ·V'ᵀ (Jacobi), W ≈ (Q·V')·Σ·(Q₂·U')ᵀ; the top r are returned.
+//   Products by gemm_f32 on W and on an explicit Wᵀ (the non-transposed path is about twice as
+//   fast for these skinny products; Wᵀ costs N·K floats while the SVD runs). Each QR is Householder
+//   in double with the thin Q rounded to fp32.
+//   Defaults: oversample 16, power_iters 6 (L = 336 for r = 32). Cost: 2·(q+1) products of
+//   2·N·K·l flops, 2q + 1 QRs of [N or K, l], the Rayleigh–Ritz O(K·L² + L³); W 12288×3072, r = 32:
+//   about 1.5 s with 2 threads here (the exact SVD of that matrix: minutes).
+//   Accuracy (issue 20): on slowly decaying spectra the branch's residual ‖W − W_r‖_F is within
+//   ~1e-6 (power law, 512×768) to ~5e-5 (Gaussian, the worst case) of the exact SVD's, and the
+//   int4 error of that residual within 2e-4 (native/tests/test_quant_svd.cpp). The previous method
+//   (subspace iteration, 3 power iterations) left 1e-3–5e-3 on the same matrices.
+// svd_topr: the exact SVD when min(N, K) <= 256 (about 0.1 s) or when the Krylov space would span
+//   min(N, K) anyway ((power_iters + 1)·(r + oversample) >= min(N, K)); otherwise the randomized one.
 // residual / RTN: R = Ŵ − L_up·L_down by one gemm_f32 (beta = 1 on a copy of Ŵ); quantize_rtn
 //   calls the formats.h row quantizers (format_kernels(): the active instruction set) on row
 //   chunks in parallel. dequantize calls the matching dequantizer.
@@ -80,7 +91,10 @@
 //   svd_topr_randomized  ‖U_rΣ_rV_rᵀ − (same from svd_exact)‖_F / ‖exact‖_F < 1e-4 on decaying-
 //                        spectrum and low-rank + noise matrices (square and non-square; seen:
 //                        ~3e-7); orthogonality of U_r, V_r < 1e-5; |σ_i − σ_i,exact| <= 1e-4·σ_max;
-//                        bit-identical for 1 and 2 threads
+//                        bit-identical for 1 and 2 threads. Slow spectra (power law 0.3, Student-t
+//                        noise + spikes, Gaussian; r = 32 defaults and r = 8 with oversample 8):
+//                        ‖W − W_r‖_F at most 1e-4 above the exact SVD's, int4 RTN error of the
+//                        residual within 1e-3; an exactly rank-20 W keeps orthonormal factors.
 //   QR / Cholesky        ‖QᵀQ − I‖_max < 1e-12, ‖QR − A‖/‖A‖ < 1e-13; ‖UᵀU·H − I‖_max < 1e-8,
 //                        U upper with a positive diagonal, bit-identical for 1 and 2 threads
 //   residual / RTN       R bit-equal to a copy + gemm_f32(alpha −1, beta 1); codes, scales and
@@ -131,8 +145,8 @@ struct LowRank {
 SvdResult svd_exact(const float* W, int64_t N, int64_t K);
 
 struct RandomizedSvdOptions {
-  int oversample = 16;
-  int power_iters = 3;
+  int oversample = 16;  // block = r + oversample columns
+  int power_iters = 6;  // Krylov depth: blocks added by products with W·Wᵀ
   uint64_t seed = 0x5D0E5EEDull;
 };
 
@@ -140,8 +154,8 @@ struct RandomizedSvdOptions {
 SvdResult svd_topr_randomized(const float* W, int64_t N, int64_t K, int64_t r,
                               const RandomizedSvdOptions& opts, ThreadPool& pool);
 
-// Top-r triplets by whichever method fits: svd_exact when r + oversample >= min(N, K) (the
-// randomized method would gain nothing), else svd_topr_randomized.
+// Top-r triplets by whichever method fits: svd_exact when min(N, K) <= 256 or when the Krylov space
+// would span min(N, K) anyway, else svd_topr_randomized (see the header comment).
 SvdResult svd_topr(const float* W, int64_t N, int64_t K, int64_t r,
                    const RandomizedSvdOptions& opts, ThreadPool& pool);
 
@@ -216,6 +230,11 @@ struct GptqResult {
   double objective = 0.0;        // Σ e² = tr((R'−Q)·H_δ·(R'−Q)ᵀ) (see the header comment)
   double output_sq_error = 0.0;  // objective − δ·‖R' − Q‖²_F (clamped at 0): ‖X̂(R'−Q)ᵀ‖² estimate
   double damp_added = 0.0;       // δ actually added to the diagonal
+  // min over columns of pivot²/(H_δ)_jj in the Cholesky that GPTQ runs (columns in reverse
+  // processing order): the smallest fraction of a column's damped variance that the columns
+  // processed after it do not explain. Near δ/(H_jj + δ) when a column is a combination of later
+  // ones (a rank-deficient or ill-conditioned H): the case where GPTQ can overfit.
+  double min_pivot_ratio = 1.0;
   int64_t dead_columns = 0;
   std::vector<int64_t> order;    // processing order of the columns (identity without act-order)
 };
@@ -233,8 +252,15 @@ namespace linalg {
 void householder_qr(int64_t m, int64_t n, double* a, double* tau);
 // The thin Q [m, n] of a householder_qr result.
 void householder_form_q(int64_t m, int64_t n, const double* a, const double* tau, double* q);
+// x ← Q·x for `count` vectors of length m stored one after another (x[c·m + i]), Q [m, m] the full
+// product of a householder_qr result's reflectors (a vector with zeros after its first n entries
+// becomes the thin Q times its head).
+void householder_apply_q(int64_t m, int64_t n, const double* a, const double* tau, int64_t count,
+                         double* x);
 // Q [m, n] (fp32) with orthonormal columns spanning Y [m, n] (m >= n): Householder QR in double.
-void orthonormalize(const float* Y, int64_t m, int64_t n, float* Q);
+// Returns min |R_jj| / max_j ‖y_j‖ (0 for Y = 0): near 0 when Y's columns are (nearly) dependent,
+// and then Q's extra columns are arbitrary orthonormal directions.
+double orthonormalize(const float* Y, int64_t m, int64_t n, float* Q);
 
 // One-sided Jacobi SVD of A [m, n] (m >= n) given as its columns: at [n][m] (row j = column j).
 // On return at's row j is σ_j·u_j and vt [n][n] holds V's columns as rows (row j = v_j), unsorted.
