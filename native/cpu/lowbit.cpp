@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -293,12 +294,50 @@ struct Workspace {
   std::vector<LowbitScratch> scratch;
 };
 
-thread_local std::unique_ptr<Workspace> tl_workspace;
+// Work buffers kept for reuse by later calls: one free list for every calling thread (the libuv
+// workers that run forwards take turns), so the buffers are sized and faulted in once rather than
+// once per worker thread; concurrent calls each take their own.
+class WorkspacePool {
+ public:
+  std::unique_ptr<Workspace> acquire() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.empty()) return std::make_unique<Workspace>();
+    std::unique_ptr<Workspace> w = std::move(free_.back());
+    free_.pop_back();
+    return w;
+  }
+  void release(std::unique_ptr<Workspace> w) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(w));
+  }
+  void clear() {
+    std::vector<std::unique_ptr<Workspace>> drop;
+    std::lock_guard<std::mutex> lock(mutex_);
+    drop.swap(free_);
+  }
 
-Workspace& workspace() {
-  if (!tl_workspace) tl_workspace = std::make_unique<Workspace>();
-  return *tl_workspace;
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Workspace>> free_;
+};
+
+WorkspacePool& workspace_pool() {
+  static WorkspacePool* pool = new WorkspacePool();  // never destroyed: usable until exit
+  return *pool;
 }
+
+// A workspace for the duration of one call.
+class WorkspaceLease {
+ public:
+  WorkspaceLease() : w_(workspace_pool().acquire()) {}
+  ~WorkspaceLease() { workspace_pool().release(std::move(w_)); }
+  WorkspaceLease(const WorkspaceLease&) = delete;
+  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+  Workspace& operator*() const { return *w_; }
+
+ private:
+  std::unique_ptr<Workspace> w_;
+};
 
 void size_scratch(const LowbitLayer& L, std::vector<LowbitScratch>& s, int threads) {
   if (static_cast<int>(s.size()) < threads) s.resize(static_cast<size_t>(threads));
@@ -380,7 +419,8 @@ void forward_impl(const LowbitLayer& L, const float* X, int64_t M, float* Y, Low
   const LowbitKernels& kern = lowbit_kernels_for(checked_isa(isa));
   ThreadPool& pool = shared_pool(threads);
   const int nthreads = pool.size();
-  Workspace& ws = workspace();
+  const WorkspaceLease lease;
+  Workspace& ws = *lease;
   size_scratch(L, ws.scratch, nthreads);
   LowbitActs& A = ws.acts;
   A.resize(L, M);
@@ -463,7 +503,8 @@ void quantize_act(const LowbitLayer& L, const float* X, int64_t M, LowbitActs& a
   if (M > 0 && X == nullptr) throw std::invalid_argument("quantize_act: X must not be null");
   const LowbitKernels& kern = lowbit_kernels_for(checked_isa(isa));
   ThreadPool& pool = shared_pool(threads);
-  Workspace& ws = workspace();
+  const WorkspaceLease lease;
+  Workspace& ws = *lease;
   size_scratch(L, ws.scratch, pool.size());
   acts.resize(L, M);
   if (M == 0) return;
@@ -480,7 +521,8 @@ void gemm_lowbit(const LowbitLayer& L, const LowbitActs& A, float* Y, int thread
   if (A.m == 0) return;
   const LowbitKernels& kern = lowbit_kernels_for(checked_isa(isa));
   ThreadPool& pool = shared_pool(threads);
-  Workspace& ws = workspace();
+  const WorkspaceLease lease;
+  Workspace& ws = *lease;
   size_scratch(L, ws.scratch, pool.size());
   const std::vector<Tile> tiles = plan_tiles(L, A.m, pool.size());
   pool.parallel_for(static_cast<int64_t>(tiles.size()), [&](int64_t t, int thread) {
@@ -503,6 +545,6 @@ void lowbit_forward(const LowbitLayer& L, const float* X, int64_t M, float* Y, L
   forward_impl(L, X, M, Y, mode, threads, isa_choice().active);
 }
 
-void lowbit_release_workspace() { tl_workspace.reset(); }
+void lowbit_release_workspace() { workspace_pool().clear(); }
 
 }  // namespace svdq

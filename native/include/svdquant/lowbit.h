@@ -217,7 +217,7 @@ void lowbit_forward(const LowbitLayer& layer, const float* X, int64_t M, float* 
 void lowbit_forward(const LowbitLayer& layer, const float* X, int64_t M, float* Y,
                     LowRankMode mode, int threads, Isa isa);
 
-// Frees the calling thread's cached work buffers (they grow to the largest call and are kept).
+// Frees the cached work buffers (they grow to the largest call and are kept for later calls).
 void lowbit_release_workspace();
 
 // ---- kernel interface (per instruction-set level; used by lowbit.cpp and the tests) -----------
