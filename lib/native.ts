@@ -36,6 +36,18 @@ export interface NativeSchedInfo {
   threadSliceMs: number;
 }
 
+/** Counters of the output-buffer pool since the process started. */
+export interface NativeHostPoolStats {
+  /** Blocks handed out, and how many of them were recycled (no fresh pages). */
+  allocs: number;
+  reused: number;
+  /** Bytes of blocks taken fresh from the system. */
+  freshBytes: number;
+  /** Bytes handed out and not yet returned; bytes kept idle for reuse. */
+  liveBytes: number;
+  cachedBytes: number;
+}
+
 /** A native SVDQuant layer in kernel format (native/addon/layer_binding.cpp). */
 export interface NativeLowbitHandle {
   forward(x: Float32Array, m: number, y: Float32Array, mode: number, threads: number): Promise<void>;
@@ -151,8 +163,12 @@ export interface NativeAddon {
   benchGemmF32(m: number, k: number, n: number, threads: number, warmup: number, reps: number, out: Float64Array): Promise<void>;
   /** Physical cores of this machine: the default thread count of the engine's pool. */
   physicalCores(): number;
+  /** Counters of the pool that native jobs allocate their outputs from (native/addon/host_buffers.h). */
+  hostPoolStats(): NativeHostPoolStats;
   /** The compute threads' scheduler hint (native/include/svdquant/compute_slice.h). */
   schedInfo(): NativeSchedInfo;
+  /** How long a waiting pool thread spins before it sleeps (SVDQUANT_SPIN_US, default 200 µs); error: an invalid value. */
+  spinInfo(): { us: number; error: string };
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;
@@ -234,7 +250,7 @@ let cached: NativeAddon | undefined;
 /**
  * The addon, loaded on first use: the file named by SVDQUANT_ADDON if set (for example the CMake
  * build, build-cmake/Release/svdquant.node), else node-gyp-build's search from the package root.
- * Throws NativeError if it cannot be loaded or SVDQUANT_ISA or SVDQUANT_SCHED_SLICE_MS is invalid.
+ * Throws NativeError if it cannot be loaded or SVDQUANT_ISA, SVDQUANT_SCHED_SLICE_MS or SVDQUANT_SPIN_US is invalid.
  */
 export function native(): NativeAddon {
   if (cached !== undefined) return cached;
@@ -251,6 +267,8 @@ export function native(): NativeAddon {
   if (isa.error !== '') throw new NativeError(isa.error);
   const sched = addon.schedInfo();
   if (sched.error !== '') throw new NativeError(sched.error);
+  const spin = addon.spinInfo();
+  if (spin.error !== '') throw new NativeError(spin.error);
   cached = addon;
   return addon;
 }

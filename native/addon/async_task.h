@@ -1,5 +1,7 @@
 // Runs a native job off the JavaScript thread and settles a Promise. The typed arrays the job
-// touches are held by references until it ends, so V8 cannot collect them mid-flight. A job with
+// touches are held by references until it ends, so V8 cannot collect them mid-flight, and those
+// over pool blocks are pinned, so that disposing one mid-flight cannot hand its memory to another
+// job before this one is done with it. A job with
 // one f32 output may leave its allocation to the worker (run_out_job): no zero-filling or freeing
 // of large buffers on the JavaScript thread.
 #pragma once
@@ -27,9 +29,17 @@ class AsyncTask : public Napi::AsyncWorker {
             bool allocate, size_t elems)
       : Napi::AsyncWorker(env, "svdquant"), y_(y), allocate_(allocate), elems_(elems), job_(std::move(job)),
         deferred_(Napi::Promise::Deferred::New(env)) {
-    for (const auto& v : keep) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    for (const auto& v : keep) {
+      refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+      // Pool blocks the job uses stay allocated until it ends, even if disposed meanwhile.
+      if (v.IsTypedArray()) {
+        const void* data = v.As<Napi::TypedArray>().ArrayBuffer().Data();
+        if (host_f32_pin(data)) pinned_.push_back(data);
+      }
+    }
   }
   ~AsyncTask() override {
+    for (const void* p : pinned_) host_f32_unpin(p);
     if (allocate_) host_f32_release(y_);  // not handed to JavaScript (an error, or never run)
   }
 
@@ -69,6 +79,7 @@ class AsyncTask : public Napi::AsyncWorker {
   std::function<void(float*)> job_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> refs_;
+  std::vector<const void*> pinned_;
 };
 
 inline Napi::Value queue_task(AsyncTask* task) {

@@ -12,6 +12,7 @@
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "host_buffers.h"
 #include "svdquant/compute_slice.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/lowbit.h"
@@ -197,6 +198,28 @@ void register_bench(Napi::Env env, Napi::Object exports) {
     o.Set("threadSliceMs", Napi::Number::New(e, applied < 0 ? -1.0 : static_cast<double>(applied) / 1000.0));
     return o;
   }, "schedInfo"));
+  // spinInfo() -> { us, error }: how long waiting pool threads spin before they sleep
+  // (thread_pool.h); error: an invalid SVDQUANT_SPIN_US.
+  exports.Set("spinInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("us", Napi::Number::New(e, static_cast<double>(svdq::spin_us())));
+    o.Set("error", Napi::String::New(e, svdq::spin_setting_error()));
+    return o;
+  }, "spinInfo"));
+  // hostPoolStats() -> { allocs, reused, freshBytes, liveBytes, cachedBytes }: the output-buffer
+  // pool's counters (host_buffers.h), so the bench can say how many outputs came fresh.
+  exports.Set("hostPoolStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    const HostPoolStats s = host_pool_stats();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("allocs", Napi::Number::New(e, static_cast<double>(s.allocs)));
+    o.Set("reused", Napi::Number::New(e, static_cast<double>(s.reused)));
+    o.Set("freshBytes", Napi::Number::New(e, static_cast<double>(s.fresh_bytes)));
+    o.Set("liveBytes", Napi::Number::New(e, static_cast<double>(s.live_bytes)));
+    o.Set("cachedBytes", Napi::Number::New(e, static_cast<double>(s.cached_bytes)));
+    return o;
+  }, "hostPoolStats"));
   exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), svdq::physical_cores());
   }, "physicalCores"));

@@ -57,6 +57,7 @@ Napi::Value ReleaseF32(const Napi::CallbackInfo& info) {
   if (a.ByteOffset() != 0 || a.ByteLength() != bytes || bytes == 0 || !host_f32_owns(buf.Data(), bytes)) {
     return Napi::Boolean::New(env, false);
   }
+  host_f32_release_detached(static_cast<float*>(buf.Data()));
   buf.Detach();
   return Napi::Boolean::New(env, true);
 }
