@@ -41,6 +41,8 @@ export interface NativeHostPoolStats {
   /** Blocks handed out, and how many of them were recycled (no fresh pages). */
   allocs: number;
   reused: number;
+  /** Blocks of at least 64 KiB (the pool recycles those) taken fresh from the system. */
+  freshLarge: number;
   /** Bytes of blocks taken fresh from the system. */
   freshBytes: number;
   /** Bytes handed out and not yet returned; bytes kept idle for reuse. */
@@ -156,9 +158,15 @@ export interface NativeAddon {
     globalScale: number, out: Float32Array, sync: false): Promise<void>;
   /** out = [fp32 FMA GFLOP/s, int8 GOP/s, DRAM read GB/s] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512). */
   measurePeaks(threads: number, isa: number, out: Float64Array): Promise<void>;
-  /** Times the SVDQuant layer on a synthetic layer; out = [ms per run..., kernel-format bytes, bf16 bytes]. */
-  benchLowbit(scheme: number, m: number, k: number, n: number, rank: number, mode: number, threads: number,
-    warmup: number, reps: number, out: Float64Array, streamBytes?: number): Promise<void>;
+  /**
+   * Times `runs` calls of the layer kernels (no API path) on layers[(first + i) % layers.length]
+   * (the handles of NativeLowbitLayer objects), writing y; out[i] = ms of run i.
+   */
+  benchLayerForward(layers: NativeLowbitHandle[], first: number, x: Float32Array, m: number, y: Float32Array, mode: number,
+    threads: number, runs: number, out: Float64Array): Promise<void>;
+  /** Times `runs` calls of the fp32 GEMM on packed weights (the Linear kernel, no API path); out[i] = ms of run i. */
+  benchLinearForward(packed: NativePackedF32, x: Float32Array, m: number, bias: Float32Array | null, y: Float32Array,
+    threads: number, runs: number, out: Float64Array): Promise<void>;
   /** Times Y = X·Wᵀ + b with W packed once; out = [ms per run..., packed bytes]. */
   benchGemmF32(m: number, k: number, n: number, threads: number, warmup: number, reps: number, out: Float64Array): Promise<void>;
   /** Physical cores of this machine: the default thread count of the engine's pool. */

@@ -111,6 +111,17 @@ export interface NativeForwardOptions {
   out?: Tensor<'f32'>;
 }
 
+// The native handle of each layer, for the bench harness (lib/bench), which times the kernels on the
+// very objects the public API runs.
+const HANDLES = new WeakMap<NativeLowbitLayer, NativeLowbitHandle>();
+
+/** The native handle of a layer. Internal: for the bench harness only. */
+export function nativeLowbitHandle(layer: NativeLowbitLayer): NativeLowbitHandle {
+  const handle = HANDLES.get(layer);
+  if (handle === undefined) throw new ArgumentError('layer', 'a NativeLowbitLayer', layer);
+  return handle;
+}
+
 export class NativeLowbitLayer implements NativeKernelLayer {
   readonly backend = 'cpu' as const;
   readonly scheme: SchemeName;
@@ -125,6 +136,7 @@ export class NativeLowbitLayer implements NativeKernelLayer {
     this.outFeatures = n;
     this.rank = rank;
     this.handle = handle;
+    HANDLES.set(this, handle);
   }
 
   /** Validates the canonical tensors and repacks them into the CPU kernel format (off the main thread). */

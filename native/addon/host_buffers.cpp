@@ -116,6 +116,7 @@ class HostPool {
     std::lock_guard<std::mutex> lock(mutex_);
     live_[p] = Live{bytes, mapped};
     ++stats_.allocs;
+    if (bytes >= kSmallBytes) ++stats_.fresh_large;
     stats_.fresh_bytes += bytes;
     stats_.live_bytes += bytes;
     return p;

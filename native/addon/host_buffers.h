@@ -48,6 +48,7 @@ void host_f32_unpin(const void* p);
 struct HostPoolStats {
   uint64_t allocs = 0;        // blocks handed out
   uint64_t reused = 0;        // ... of them from the idle cache (no fresh pages)
+  uint64_t fresh_large = 0;   // ... taken fresh from the system although cacheable (>= 64 KiB)
   uint64_t fresh_bytes = 0;   // bytes of blocks taken fresh from the system
   uint64_t live_bytes = 0;    // bytes of blocks handed out and not yet returned
   uint64_t cached_bytes = 0;  // bytes of idle blocks kept for reuse

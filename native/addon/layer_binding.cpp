@@ -9,6 +9,7 @@
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "handles.h"
 #include "lowbit_desc.h"
 #include "svdquant/lowbit.h"
 
@@ -31,6 +32,8 @@ class LayerHandle : public Napi::ObjectWrap<LayerHandle> {
   explicit LayerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LayerHandle>(info) {}
 
   ~LayerHandle() override { release(Env(), /*adjust=*/false); }
+
+  std::shared_ptr<LowbitLayer> layer() const { return layer_; }
 
   void adopt(Napi::Env env, std::shared_ptr<LowbitLayer> layer) {
     layer_ = std::move(layer);
@@ -211,6 +214,14 @@ void read_lowbit_desc(Napi::Env env, Napi::Object o, svdq::LowbitLayerDesc& d, s
       if (v.IsTypedArray()) keep->push_back(v);
     }
   }
+}
+
+std::shared_ptr<svdq::LowbitLayer> lowbit_layer_of(Napi::Env env, Napi::Value v, const char* name) {
+  Napi::FunctionReference* ctor = env.GetInstanceData<Napi::FunctionReference>();
+  if (!v.IsObject() || ctor == nullptr || !v.As<Napi::Object>().InstanceOf(ctor->Value())) throw_arg(env, name, "a native layer handle");
+  std::shared_ptr<svdq::LowbitLayer> layer = LayerHandle::Unwrap(v.As<Napi::Object>())->layer();
+  if (!layer) throw_arg(env, name, "a layer that has not been disposed");
+  return layer;
 }
 
 void register_layers(Napi::Env env, Napi::Object exports) {
