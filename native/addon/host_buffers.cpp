@@ -142,13 +142,15 @@ class HostPool {
   void release(float* p, uint64_t ticket) {
     if (p == nullptr) return;
     bool wake = false;
+    Block small{nullptr, 0, false, {}};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = live_.find(p);
       if (it == live_.end() || it->second.released || (ticket != 0 && it->second.ticket != ticket)) return;
       it->second.released = true;
-      if (it->second.pins == 0) wake = retire(it);
+      if (it->second.pins == 0) wake = retire(it, &small);
     }
+    if (small.p != nullptr) system_free(small.p, small.bytes, small.mapped);
     if (wake) wake_.notify_one();
   }
 
@@ -162,12 +164,14 @@ class HostPool {
 
   void unpin(const void* p) {
     bool wake = false;
+    Block small{nullptr, 0, false, {}};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = live_.find(as_block(p));
       if (it == live_.end() || it->second.pins == 0) return;
-      if (--it->second.pins == 0 && it->second.released) wake = retire(it);
+      if (--it->second.pins == 0 && it->second.released) wake = retire(it, &small);
     }
+    if (small.p != nullptr) system_free(small.p, small.bytes, small.mapped);
     if (wake) wake_.notify_one();
   }
 
@@ -188,12 +192,18 @@ class HostPool {
   static float* as_block(const void* p) { return static_cast<float*>(const_cast<void*>(p)); }
 
   // Under mutex_: the live block goes into the idle cache (so the next allocation, maybe a moment
-  // later on a worker, reuses it) or to the background thread to be freed. True: wake the thread.
-  bool retire(std::unordered_map<float*, Live>::iterator it) {
+  // later on a worker, reuses it), into *small for the caller to free at once (below the cache's
+  // size: as cheap as any free), or to the background thread (large, over budget: unmapping takes
+  // a while). True: wake the thread.
+  bool retire(std::unordered_map<float*, Live>::iterator it, Block* small) {
     const Block b{it->first, it->second.bytes, it->second.mapped, Clock::now()};
     live_.erase(it);
     stats_.live_bytes -= b.bytes;
-    if (b.bytes >= kSmallBytes && b.bytes <= kCacheBytes) {
+    if (b.bytes < kSmallBytes) {
+      *small = b;
+      return false;
+    }
+    if (b.bytes <= kCacheBytes) {
       cache_.push_back(b);
       stats_.cached_bytes += b.bytes;
       return stats_.cached_bytes > kCacheBytes || cache_.size() == 1;  // over budget, or a new idle timer

@@ -55,13 +55,6 @@ const SpinSetting& spin_setting() {
   return setting;
 }
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
 
 // Polls `ready` for up to spin_us(); true as soon as it holds.
 template <typename Ready>
@@ -70,9 +63,9 @@ bool spin_until(Ready ready) {
   if (us <= 0) return ready();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
   for (;;) {
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < 4; ++i) {
       if (ready()) return true;
-      cpu_relax();
+      spin_pause();
     }
     if (std::chrono::steady_clock::now() >= deadline) return ready();
   }
@@ -81,6 +74,10 @@ bool spin_until(Ready ready) {
 }  // namespace
 
 int64_t spin_us() { return spin_setting().us; }
+
+// sched_yield, not a pause instruction: any thread runnable on this CPU (the JavaScript thread
+// woken to take a result) runs first, so spinning never delays it; with none, it returns at once.
+void spin_pause() { std::this_thread::yield(); }
 const std::string& spin_setting_error() { return spin_setting().error; }
 
 ThreadPool::ThreadPool(int threads) {

@@ -28,6 +28,8 @@ int physical_cores();
 // reported by spin_setting_error() (the addon then refuses to load) and spinning is off.
 int64_t spin_us();
 const std::string& spin_setting_error();
+// One step of a spin-wait: gives the CPU to any other runnable thread (see thread_pool.cpp).
+void spin_pause();
 
 class ThreadPool {
  public:
