@@ -156,7 +156,10 @@ export interface NativeAddon {
     globalScale: number, out: Float32Array, sync: true): undefined;
   dequantize(scheme: NativeScheme, codes: CodesArray, scales: ScalesArray, rows: number, k: number,
     globalScale: number, out: Float32Array, sync: false): Promise<void>;
-  /** out = [fp32 FMA GFLOP/s, int8 GOP/s, DRAM read GB/s] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512). */
+  /**
+   * out = [fp32 FMA GFLOP/s, int8 GOP/s (VNNI on AVX-512), DRAM read GB/s, int8 GOP/s on AMX (0 when
+   * not used)] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512).
+   */
   measurePeaks(threads: number, isa: number, out: Float64Array): Promise<void>;
   /**
    * Times `runs` calls of the layer kernels (no API path) on layers[(first + i) % layers.length]
@@ -164,6 +167,8 @@ export interface NativeAddon {
    */
   benchLayerForward(layers: NativeLowbitHandle[], first: number, x: Float32Array, m: number, y: Float32Array, mode: number,
     threads: number, runs: number, out: Float64Array): Promise<void>;
+  /** Reads `bytes` of a kept buffer, so that a following run's data comes from DRAM (bench only). */
+  benchFlushCaches(bytes: number): Promise<void>;
   /** Times `runs` calls of the fp32 GEMM on packed weights (the Linear kernel, no API path); out[i] = ms of run i. */
   benchLinearForward(packed: NativePackedF32, x: Float32Array, m: number, bias: Float32Array | null, y: Float32Array,
     threads: number, runs: number, out: Float64Array): Promise<void>;
@@ -177,6 +182,8 @@ export interface NativeAddon {
   schedInfo(): NativeSchedInfo;
   /** How long a waiting pool thread spins before it sleeps (SVDQUANT_SPIN_US, default 200 µs); error: an invalid value. */
   spinInfo(): { us: number; error: string };
+  /** The AMX tile unit of the low-bit GEMM (native/include/svdquant/amx.h); error: an invalid SVDQUANT_AMX. */
+  amxInfo(): { supported: boolean; enabled: boolean; status: string; error: string };
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;
@@ -258,7 +265,7 @@ let cached: NativeAddon | undefined;
 /**
  * The addon, loaded on first use: the file named by SVDQUANT_ADDON if set (for example the CMake
  * build, build-cmake/Release/svdquant.node), else node-gyp-build's search from the package root.
- * Throws NativeError if it cannot be loaded or SVDQUANT_ISA, SVDQUANT_SCHED_SLICE_MS or SVDQUANT_SPIN_US is invalid.
+ * Throws NativeError if it cannot be loaded or SVDQUANT_ISA, SVDQUANT_SCHED_SLICE_MS, SVDQUANT_SPIN_US or SVDQUANT_AMX is invalid.
  */
 export function native(): NativeAddon {
   if (cached !== undefined) return cached;
@@ -277,6 +284,8 @@ export function native(): NativeAddon {
   if (sched.error !== '') throw new NativeError(sched.error);
   const spin = addon.spinInfo();
   if (spin.error !== '') throw new NativeError(spin.error);
+  const amx = addon.amxInfo();
+  if (amx.error !== '') throw new NativeError(amx.error);
   cached = addon;
   return addon;
 }

@@ -20,7 +20,7 @@ import { parseXml } from './support/xml-check.js';
 const ISA = { active: 'avx2' as const, detected: 'avx512' as const, source: 'SVDQUANT_ISA' };
 
 function peak(threads: number): PeakRecord {
-  return { kind: 'peak', isa: 'avx2', threads, fp32Gflops: 100 * threads, int8Gops: 400 * threads, dramGBps: 20 * threads, phase: 'start', flags: [] };
+  return { kind: 'peak', isa: 'avx2', threads, fp32Gflops: 100 * threads, int8Gops: 400 * threads, dramGBps: 20 * threads, amxInt8Gops: 0, phase: 'start', flags: [] };
 }
 
 function kernel(scheme: SchemeName | 'f32', M: number, K: number, N: number, lowRank: KernelRecord['lowRank'], threads: number): KernelRecord {
@@ -29,7 +29,7 @@ function kernel(scheme: SchemeName | 'f32', M: number, K: number, N: number, low
   const ms = (2 * M * K * N) / (gops * 1e6);
   const record: KernelRecord = {
     kind: 'kernel', kernel: f32 ? 'gemm_f32' : 'svdquant_layer', scheme, isa: 'avx2', M, K, N, rank: lowRank === 'none' ? 0 : 32,
-    lowRank, threads, ms, msAll: [ms, ms * 1.01, ms * 0.99], gops, peakFraction: gops / (400 * threads), bytes: (K * N) / 2, flags: [],
+    lowRank, threads, ms, msAll: [ms, ms * 1.01, ms * 0.99], gops, peakFraction: gops / (400 * threads), peakOf: f32 ? 'fp32' : 'int8', bytes: (K * N) / 2, flags: [],
   };
   if (!f32) {
     record.bf16Bytes = 2 * K * N;
@@ -155,9 +155,9 @@ t.test('Markdown and text tables', async (t) => {
   const info = { isa: ISA, threads: [1, 2], reps: 5 };
   const md = kernelMarkdown(info, recs);
   t.match(md, /^# svdquant bench\n\nCPU ISA: avx2 \(detected avx512, SVDQUANT_ISA\); threads: 1, 2; medians of 5 interleaved runs after warm-up\n\n## Machine peaks/);
-  t.match(md, /\n\| avx2 \| 2 \| start \| 200\.0 \| 800\.0 \| 40\.0 \|  \|  \|\n\n## Kernels\n\n\| kernel \| scheme \|/);
-  t.match(md, /\n\| svdquant_layer \| w4a4 \| 1 \| 3072 \| 3072 \| 32 \| fused \| 1 \| [\d.]+ \| 50\.0 \| 12\.5% \| 2\.50x \| \+5\.2% \| [\d.]+ \([\d.]+% of DRAM\) \| 0\.250 \|  \|\n/);
-  t.match(md, /\n\| svdquant_layer \| w4a4 \| 1 \| 3072 \| 3072 \| 32 \| side \| 1 \| [\d.]+! \| [\d.]+! \| [\d.]+%! \| 2\.50x \|  \| [\d.]+ \([\d.]+% of DRAM\)! \| 0\.250 \| spread, over-dram \|\n/, 'a flagged row: values marked, flags listed');
+  t.match(md, /\n\| avx2 \| 2 \| start \| 200\.0 \| 800\.0 \|  \| 40\.0 \|  \|  \|\n\n## Kernels\n\n\| kernel \| scheme \|/);
+  t.match(md, /\n\| svdquant_layer \| w4a4 \| 1 \| 3072 \| 3072 \| 32 \| fused \| 1 \| [\d.]+ \| 50\.0 \| 12\.5% \| int8 \| 2\.50x \| \+5\.2% \| [\d.]+ \([\d.]+% of DRAM\) \| 0\.250 \|  \|\n/);
+  t.match(md, /\n\| svdquant_layer \| w4a4 \| 1 \| 3072 \| 3072 \| 32 \| side \| 1 \| [\d.]+! \| [\d.]+! \| [\d.]+%! \| int8 \| 2\.50x \|  \| [\d.]+ \([\d.]+% of DRAM\)! \| 0\.250 \| spread, over-dram \|\n/, 'a flagged row: values marked, flags listed');
   t.match(md, /\n## Public API beside the kernel \(same rounds\)\n/);
   t.match(md, /\n\| svdquant_layer \| w4a4 \| 1 \| 3072 \| 3072 \| 1 \| 1\.000 \| 1\.053 \| 95\.0% \| 80\.0% \| 100\.0% \| 0\.50 \| 18\.0 \(90\.0% of DRAM\) \|  \|\n/);
   t.match(md, /\n\| svdquant_layer \| nvfp4 \| 1 \| 3072 \| 3072 \| 1 \| 1\.000! \| 2\.000! \| 50\.0%! \| 80\.0%! \| 100\.0%! \| 0\.50 \| 18\.0 \(90\.0% of DRAM\)! \| spread \|\n/);
@@ -206,7 +206,7 @@ t.test('reliability: spread, flags, marks, legend', async (t) => {
 t.test('targets: worst case, met, not met, unreliable, no data', async (t) => {
   const fused = (scheme: SchemeName, M: number, ms: number, overhead: number, peakFraction: number, flags: KernelRecord['flags'] = []): KernelRecord => ({
     kind: 'kernel', kernel: 'svdquant_layer', scheme, isa: 'avx512', M, K: 3072, N: 3072, rank: 32, lowRank: 'fused', threads: 2, ms, msAll: [ms],
-    gops: 1, peakFraction, bytes: 1, overheadVsRank0: overhead, flags,
+    gops: 1, peakFraction, peakOf: 'amx-int8', bytes: 1, overheadVsRank0: overhead, flags,
   });
   const recs: KernelBenchRecord[] = [
     api('w4a4', 1, 2, 0.97), api('w4a4', 1024, 2, 0.92), api('mxfp4', 1024, 2, 0.95),

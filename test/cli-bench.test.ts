@@ -22,7 +22,7 @@ function assertOk(t: Test, result: CliResult): void {
 }
 
 
-const KERNEL_FIELDS = ['kind', 'kernel', 'scheme', 'isa', 'M', 'K', 'N', 'rank', 'lowRank', 'threads', 'ms', 'msAll', 'gops', 'peakFraction', 'bytes'];
+const KERNEL_FIELDS = ['kind', 'kernel', 'scheme', 'isa', 'M', 'K', 'N', 'rank', 'lowRank', 'threads', 'ms', 'msAll', 'gops', 'peakFraction', 'peakOf', 'bytes'];
 
 t.test('bench: tables on stdout, progress on stderr, JSON Lines, Markdown and SVG files', async (t) => {
   const dir = t.testdir();
@@ -35,7 +35,7 @@ t.test('bench: tables on stdout, progress on stderr, JSON Lines, Markdown and SV
   // stdout: the aligned tables. Figures may carry a '!' (flagged: this machine is shared).
   const out = result.stdout;
   t.match(out, /^svdquant bench: kernels on (portable|avx2|avx512) \(detected \w+, [^)]*\); threads 1; medians of 1 interleaved run after warm-up\n/);
-  t.match(out, /\nMachine peaks \(measured in this run, at its start and end\)\n {2}ISA +THREADS +PHASE +FP32 FMA +INT8 DOT +DRAM READ +FLAGS\n {2}\w+ +1 +start +[\d.]+ GFLOP\/s!? +[\d.]+ GOP\/s!? +[\d.]+ GB\/s!?.*\n {2}\w+ +1 +end +[\d.]+ GFLOP\/s/);
+  t.match(out, /\nMachine peaks \(measured in this run, at its start and end\)\n {2}ISA +THREADS +PHASE +FP32 FMA +INT8 DOT +(?:AMX INT8 +)?DRAM READ +FLAGS\n {2}\w+ +1 +start +[\d.]+ GFLOP\/s!? +[\d.]+ GOP\/s!? +(?:[\d.]+ GOP\/s!? +)?[\d.]+ GB\/s!?.*\n {2}\w+ +1 +end +[\d.]+ GFLOP\/s/);
   t.match(out, /\n {2}KERNEL +SCHEME +M +K +N +RANK +LOW-RANK +THREADS +TIME +THROUGHPUT +OF PEAK +VS FP32 +VS RANK 0 +WEIGHTS \(M=1\) +OF DRAM +SIZE\/BF16 +FLAGS\n/);
   t.match(out, /\n {2}gemm_f32 +f32 +16 +256 +256 +0 +none +1 +[\d.]+ ms!? +[\d.]+ GOP\/s!? +[\d.]+%!?/);
   t.match(out, /\n {2}svdquant_layer +w4a4 +1 +256 +256 +32 +fused +1 +[\d.]+ ms!? +[\d.]+ GOP\/s!? +[\d.]+%!? +[\d.]+x +[+-][\d.]+%!? +[\d.]+ GB\/s!? +[\d.]+%!? +[\d.]+%/);
@@ -61,7 +61,7 @@ t.test('bench: tables on stdout, progress on stderr, JSON Lines, Markdown and SV
   // The JSON Lines file: 2 start peaks... (1 thread: 1), 2 fp32 kernels, 2 × 2 × (4 kernels + 1 API), 1 end peak.
   const records = readFileSync(json, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   t.equal(records.length, 24);
-  t.same(Object.keys(records[0]).slice(0, 7), ['kind', 'isa', 'threads', 'fp32Gflops', 'int8Gops', 'dramGBps', 'phase']);
+  t.same(Object.keys(records[0]).slice(0, 8), ['kind', 'isa', 'threads', 'fp32Gflops', 'int8Gops', 'dramGBps', 'amxInt8Gops', 'phase']);
   t.match(records[0], { kind: 'peak', phase: 'start', flags: Array });
   t.match(records[23], { kind: 'peak', phase: 'end', flags: Array });
   const kernels = records.filter((r) => r.kind === 'kernel');

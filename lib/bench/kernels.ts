@@ -19,7 +19,7 @@ import { Linear } from '../graph/layers.js';
 import { quantize } from '../formats/quantize.js';
 import { SCHEMES as SCHEME_SPECS } from '../formats/schemes.js';
 import { NativeLowbitLayer, nativeLowbitHandle } from '../runtime/native-layer.js';
-import { historyFile, machineKey, recordPeaks, usualPeaks } from './history.js';
+import { historyFile, machineKey, recordPeaks, usualPeaks, type PeakFigures } from './history.js';
 import { API_SLACK, DRIFT_LIMIT, Flags, LOW_PEAK, median, type Flag } from './reliability.js';
 import { LOW_RANK_MODES, type KernelBenchConfig, type LowRankMode, type SchemeName } from './options.js';
 
@@ -33,8 +33,11 @@ const MAX_COPIES = 512;
 
 export interface Peak {
   fp32Gflops: number;
+  /** int8 dot products on the vector unit (VNNI on AVX-512). */
   int8Gops: number;
   dramGBps: number;
+  /** int8 dot products on the AMX tile unit where the layer kernels use it (amx.h), else 0. */
+  amxInt8Gops: number;
 }
 
 export interface PeakRecord extends Peak {
@@ -44,7 +47,7 @@ export interface PeakRecord extends Peak {
   /** Measured before the kernels ('start') or after them ('end'). */
   phase: 'start' | 'end';
   /** The machine's usual peaks from earlier runs (lib/bench/history.ts), when known. */
-  usual?: Peak;
+  usual?: PeakFigures;
   flags: Flag[];
 }
 
@@ -65,8 +68,10 @@ export interface KernelRecord {
   msAll: number[];
   /** 2·M·N·K / time, in 10⁹ operations per second. */
   gops: number;
-  /** gops over the int8 peak (fp32 peak for gemm_f32 and w4a16) at the same thread count. */
+  /** gops over the peak of the unit the kernel runs on (peakOf), at the same thread count. */
   peakFraction: number;
+  /** fp32 FMA (gemm_f32, w4a16), int8 on the vector unit, or int8 on the AMX tiles (M > 16 with AMX). */
+  peakOf: 'fp32' | 'int8' | 'amx-int8';
   /** Weight bytes in the kernel's format. */
   bytes: number;
   /** Bytes of the same layer in bf16. */
@@ -302,16 +307,18 @@ function apiRecord(
 }
 
 function kernelRecord(
-  base: Omit<KernelRecord, 'kind' | 'ms' | 'msAll' | 'gops' | 'peakFraction' | 'flags'>,
+  base: Omit<KernelRecord, 'kind' | 'ms' | 'msAll' | 'gops' | 'peakFraction' | 'peakOf' | 'flags'>,
   msAll: number[], ctx: CellContext,
 ): KernelRecord {
   const ms = median(msAll);
   const gops = (2 * base.M * base.N * base.K) / (ms * 1e6);
   const fp32 = base.kernel === 'gemm_f32' || base.scheme === 'w4a16';
+  const peakOf = fp32 ? 'fp32' : ctx.peak.amxInt8Gops > 0 && base.M > 16 ? 'amx-int8' : 'int8';
+  const peak = peakOf === 'fp32' ? ctx.peak.fp32Gflops : peakOf === 'amx-int8' ? ctx.peak.amxInt8Gops : ctx.peak.int8Gops;
   // Fields in a fixed order (JSON Lines readers see the same layout in every record).
   const record: KernelRecord = {
     kind: 'kernel', kernel: base.kernel, scheme: base.scheme, isa: base.isa, M: base.M, K: base.K, N: base.N, rank: base.rank,
-    lowRank: base.lowRank, threads: base.threads, ms, msAll, gops, peakFraction: gops / (fp32 ? ctx.peak.fp32Gflops : ctx.peak.int8Gops),
+    lowRank: base.lowRank, threads: base.threads, ms, msAll, gops, peakFraction: gops / peak, peakOf,
     bytes: base.bytes, ...(base.bf16Bytes !== undefined ? { bf16Bytes: base.bf16Bytes } : {}), flags: [],
   };
   const flags = new Flags().spread(msAll).add('over-peak', record.peakFraction > 1);
@@ -407,7 +414,7 @@ async function runLayerCell(m: Extract<Measurement, { kind: 'cell' }>, ctx: Cell
 
 // ---- the run -----------------------------------------------------------------------------------
 
-function peakFlags(start: PeakRecord, usual: Peak | undefined): Flag[] {
+function peakFlags(start: PeakRecord, usual: PeakFigures | undefined): Flag[] {
   const flags = new Flags();
   if (usual !== undefined) {
     flags.add('low-peak', start.int8Gops < LOW_PEAK * usual.int8Gops || start.fp32Gflops < LOW_PEAK * usual.fp32Gflops || start.dramGBps < LOW_PEAK * usual.dramGBps);
@@ -416,7 +423,7 @@ function peakFlags(start: PeakRecord, usual: Peak | undefined): Flag[] {
 }
 
 const drift = (a: Peak, b: Peak): boolean =>
-  (['fp32Gflops', 'int8Gops', 'dramGBps'] as const).some((f) => Math.abs(a[f] - b[f]) > DRIFT_LIMIT * Math.max(a[f], b[f]));
+  (['fp32Gflops', 'int8Gops', 'dramGBps', 'amxInt8Gops'] as const).some((f) => Math.abs(a[f] - b[f]) > DRIFT_LIMIT * Math.max(a[f], b[f]));
 
 /**
  * Runs the plan of `config` (its `threads` must be resolved: see resolveThreads) and resolves to
@@ -442,9 +449,9 @@ export async function runKernelBench(
       hooks.onRecord?.(record, m);
     };
     if (m.kind === 'peak') {
-      const out = new Float64Array(3);
+      const out = new Float64Array(4);
       await addon.measurePeaks(m.threads, ISA_LEVEL[isa], out);
-      const peak = { fp32Gflops: out[0], int8Gops: out[1], dramGBps: out[2] };
+      const peak = { fp32Gflops: out[0], int8Gops: out[1], dramGBps: out[2], amxInt8Gops: out[3] };
       const usual = usualPeaks(history, machineKey(machine.model, isa, m.threads));
       const record: PeakRecord = { kind: 'peak', isa, threads: m.threads, ...peak, phase: m.phase, ...(usual ? { usual } : {}), flags: [] };
       if (m.phase === 'start') {

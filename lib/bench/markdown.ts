@@ -27,13 +27,13 @@ export function kernelMarkdownHeader(info: KernelRunInfo): string {
 }
 
 const PEAKS_HEAD =
-  '| ISA | threads | phase | fp32 FMA GFLOP/s | int8 GOP/s | DRAM read GB/s | usual int8 / DRAM | flags |\n' +
-  '|---|---:|---|---:|---:|---:|---:|---|\n';
+  '| ISA | threads | phase | fp32 FMA GFLOP/s | int8 GOP/s | AMX int8 GOP/s | DRAM read GB/s | usual int8 / DRAM | flags |\n' +
+  '|---|---:|---|---:|---:|---:|---:|---:|---|\n';
 
 const KERNELS_HEAD =
   '\n## Kernels\n\n' +
-  '| kernel | scheme | M | K | N | rank | low-rank | threads | ms | GOP/s | of peak | vs fp32 | vs rank 0 | weight GB/s (M=1) | bytes / bf16 | flags |\n' +
-  '|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n';
+  '| kernel | scheme | M | K | N | rank | low-rank | threads | ms | GOP/s | of peak | peak of | vs fp32 | vs rank 0 | weight GB/s (M=1) | bytes / bf16 | flags |\n' +
+  '|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n';
 
 const API_HEAD =
   '\n## Public API beside the kernel (same rounds)\n\n' +
@@ -44,13 +44,14 @@ const API_HEAD =
 
 export function peakMarkdownRow(p: PeakRecord): string {
   const usual = p.usual === undefined ? '' : `${p.usual.int8Gops.toFixed(1)} / ${p.usual.dramGBps.toFixed(1)}`;
-  return `| ${p.isa} | ${p.threads} | ${p.phase} | ${marked(p.fp32Gflops.toFixed(1), p.flags)} | ${marked(p.int8Gops.toFixed(1), p.flags)} | ${marked(p.dramGBps.toFixed(1), p.flags)} | ${usual} | ${p.flags.join(', ')} |\n`;
+  const amx = p.amxInt8Gops > 0 ? marked(p.amxInt8Gops.toFixed(1), p.flags) : '';
+  return `| ${p.isa} | ${p.threads} | ${p.phase} | ${marked(p.fp32Gflops.toFixed(1), p.flags)} | ${marked(p.int8Gops.toFixed(1), p.flags)} | ${amx} | ${marked(p.dramGBps.toFixed(1), p.flags)} | ${usual} | ${p.flags.join(', ')} |\n`;
 }
 
 export function kernelMarkdownRow(r: KernelRecord): string {
   const m = (text: string): string => marked(text, r.flags);
   const cells = [
-    r.kernel, r.scheme, r.M, r.K, r.N, r.rank, r.lowRank, r.threads, m(r.ms.toFixed(3)), m(r.gops.toFixed(1)), m(percent(r.peakFraction)),
+    r.kernel, r.scheme, r.M, r.K, r.N, r.rank, r.lowRank, r.threads, m(r.ms.toFixed(3)), m(r.gops.toFixed(1)), m(percent(r.peakFraction)), r.peakOf,
     r.speedupVsF32 === undefined ? '' : `${r.speedupVsF32.toFixed(2)}x`,
     m(signedPercent(r.overheadVsRank0)),
     r.weightGBps === undefined ? '' : m(`${r.weightGBps.toFixed(1)} (${percent(r.dramFraction)} of DRAM)`),

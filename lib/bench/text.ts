@@ -54,11 +54,12 @@ export function kernelTextHeader(info: KernelRunInfo): string {
 
 export function peaksTextTable(peaks: readonly PeakRecord[]): string {
   const anyUsual = peaks.some((p) => p.usual !== undefined);
+  const anyAmx = peaks.some((p) => p.amxInt8Gops > 0);
   return alignedTable(
-    [L('ISA'), R('THREADS'), L('PHASE'), R('FP32 FMA'), R('INT8 DOT'), R('DRAM READ'), ...(anyUsual ? [R('USUAL INT8'), R('USUAL DRAM')] : []), L('FLAGS')],
+    [L('ISA'), R('THREADS'), L('PHASE'), R('FP32 FMA'), R('INT8 DOT'), ...(anyAmx ? [R('AMX INT8')] : []), R('DRAM READ'), ...(anyUsual ? [R('USUAL INT8'), R('USUAL DRAM')] : []), L('FLAGS')],
     peaks.map((p) => [
       p.isa, String(p.threads), p.phase, marked(fixed(p.fp32Gflops, 1, ' GFLOP/s'), p.flags), marked(fixed(p.int8Gops, 1, ' GOP/s'), p.flags),
-      marked(fixed(p.dramGBps, 1, ' GB/s'), p.flags),
+      ...(anyAmx ? [marked(fixed(p.amxInt8Gops, 1, ' GOP/s'), p.flags)] : []), marked(fixed(p.dramGBps, 1, ' GB/s'), p.flags),
       ...(anyUsual ? [fixed(p.usual?.int8Gops, 1, ' GOP/s'), fixed(p.usual?.dramGBps, 1, ' GB/s')] : []), p.flags.join(','),
     ]),
   );
@@ -66,13 +67,14 @@ export function peaksTextTable(peaks: readonly PeakRecord[]): string {
 
 export function kernelsTextTable(kernels: readonly KernelRecord[]): string {
   const anyStream = kernels.some((r) => r.weightGBps !== undefined);
+  const anyAmx = kernels.some((r) => r.peakOf === 'amx-int8');
   const columns = [
     L('KERNEL'), L('SCHEME'), R('M'), R('K'), R('N'), R('RANK'), L('LOW-RANK'), R('THREADS'), R('TIME'), R('THROUGHPUT'), R('OF PEAK'),
-    R('VS FP32'), R('VS RANK 0'), ...(anyStream ? [R('WEIGHTS (M=1)'), R('OF DRAM')] : []), R('SIZE/BF16'), L('FLAGS'),
+    ...(anyAmx ? [L('PEAK OF')] : []), R('VS FP32'), R('VS RANK 0'), ...(anyStream ? [R('WEIGHTS (M=1)'), R('OF DRAM')] : []), R('SIZE/BF16'), L('FLAGS'),
   ];
   const rows = kernels.map((r) => [
     r.kernel, r.scheme, String(r.M), String(r.K), String(r.N), String(r.rank), r.lowRank, String(r.threads), marked(formatMs(r.ms), r.flags),
-    marked(fixed(r.gops, 1, ' GOP/s'), r.flags), marked(percent(r.peakFraction), r.flags), fixed(r.speedupVsF32, 2, 'x'),
+    marked(fixed(r.gops, 1, ' GOP/s'), r.flags), marked(percent(r.peakFraction), r.flags), ...(anyAmx ? [r.peakOf] : []), fixed(r.speedupVsF32, 2, 'x'),
     marked(signedPercent(r.overheadVsRank0), r.flags),
     ...(anyStream ? [marked(fixed(r.weightGBps, 1, ' GB/s'), r.flags), marked(percent(r.dramFraction), r.flags)] : []),
     r.bf16Bytes === undefined ? '' : percent(r.bytes / r.bf16Bytes), r.flags.join(','),
@@ -117,7 +119,7 @@ export function kernelText(info: KernelRunInfo, records: readonly KernelBenchRec
   let text = kernelTextHeader(info);
   text += '\nMachine peaks (measured in this run, at its start and end)\n' + peaksTextTable(peaks);
   if (kernels.length > 0) {
-    text += '\nKernels (THROUGHPUT = 2·M·K·N / TIME; OF PEAK: of the int8 peak, fp32 for gemm_f32 and w4a16; ';
+    text += '\nKernels (THROUGHPUT = 2·M·K·N / TIME; OF PEAK: of the int8 peak (the AMX tile peak where the kernels use AMX), fp32 for gemm_f32 and w4a16; ';
     text += 'VS FP32: speed-up over gemm_f32 at the same M, K, N, threads; VS RANK 0: time over rank 0\'s in the same rounds)\n';
     text += kernelsTextTable(kernels);
   }

@@ -14,6 +14,7 @@
 #include "bindings.h"
 #include "handles.h"
 #include "host_buffers.h"
+#include "svdquant/amx.h"
 #include "svdquant/compute_slice.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/lowbit.h"
@@ -25,18 +26,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// measurePeaks(threads, isa: 0|1|2, out: Float64Array(3)) -> Promise; out = [fp32 GFLOP/s, int8 GOP/s, DRAM GB/s]
+// measurePeaks(threads, isa: 0|1|2, out: Float64Array(4)) -> Promise; out = [fp32 GFLOP/s, int8 GOP/s
+// (VNNI), DRAM GB/s, int8 GOP/s on the AMX tile unit (0 when the kernels do not use it)]
 Napi::Value MeasurePeaks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int threads = static_cast<int>(get_int(info, 0, "threads", 0, 1024));
   const int isa = static_cast<int>(get_int(info, 1, "isa", 0, 2));
   if (isa > static_cast<int>(svdq::isa_choice().detected)) throw_arg(env, "isa", "a level this CPU supports");
-  double* out = get_array<double>(info, 2, "out", napi_float64_array, 3, "Float64Array");
+  double* out = get_array<double>(info, 2, "out", napi_float64_array, 4, "Float64Array");
   return run_job(env, false, [=] {
     const svdq::Peaks p = svdq::measure_peaks(threads, static_cast<svdq::Isa>(isa));
     out[0] = p.fp32_gflops;
     out[1] = p.int8_gops;
     out[2] = p.dram_gbps;
+    out[3] = p.amx_int8_gops;
   }, {info[2]});
 }
 
@@ -121,6 +124,25 @@ Napi::Value BenchLinearForward(const Napi::CallbackInfo& info) {
   }, keep);
 }
 
+// benchFlushCaches(bytes) -> Promise: reads a buffer of `bytes` (allocated and written once, kept),
+// so that the data a following run reads comes from DRAM (pass about twice the last-level cache).
+Napi::Value BenchFlushCaches(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t bytes = get_int(info, 0, "bytes", 0, int64_t(1) << 36);
+  return run_job(env, false, [bytes] {
+    static std::vector<uint64_t> buffer;  // run_job jobs of the bench run one at a time
+    const size_t words = static_cast<size_t>(bytes) / 8;
+    if (buffer.size() < words) buffer.assign(words, 1);
+    uint64_t s0 = 0, s1 = 0;
+    for (size_t i = 0; i + 1 < words; i += 16) {  // one word per 64-byte line pair is enough to fetch them
+      s0 += buffer[i];
+      s1 += buffer[i + 8 < words ? i + 8 : i];
+    }
+    volatile uint64_t sink = s0 + s1;
+    (void)sink;
+  }, {});
+}
+
 // benchGemmF32(m, k, n, threads, warmup, reps, out: Float64Array(reps + 1)) -> Promise;
 // out = [ms per run..., packed weight bytes]. Y = X·Wᵀ + b with W packed once.
 Napi::Value BenchGemmF32(const Napi::CallbackInfo& info) {
@@ -152,6 +174,7 @@ Napi::Value BenchGemmF32(const Napi::CallbackInfo& info) {
 void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("measurePeaks", Napi::Function::New(env, MeasurePeaks, "measurePeaks"));
   exports.Set("benchLayerForward", Napi::Function::New(env, BenchLayerForward, "benchLayerForward"));
+  exports.Set("benchFlushCaches", Napi::Function::New(env, BenchFlushCaches, "benchFlushCaches"));
   exports.Set("benchLinearForward", Napi::Function::New(env, BenchLinearForward, "benchLinearForward"));
   exports.Set("benchGemmF32", Napi::Function::New(env, BenchGemmF32, "benchGemmF32"));
   // schedInfo() -> { sliceMs, source, error, threadSliceMs }: the compute threads' scheduler hint
@@ -182,6 +205,17 @@ void register_bench(Napi::Env env, Napi::Object exports) {
     o.Set("error", Napi::String::New(e, svdq::spin_setting_error()));
     return o;
   }, "spinInfo"));
+  // amxInfo() -> { supported, enabled, status, error }: the AMX tile unit of the low-bit GEMM
+  // (amx.h); error: an invalid SVDQUANT_AMX.
+  exports.Set("amxInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("supported", Napi::Boolean::New(e, svdq::amx_supported()));
+    o.Set("enabled", Napi::Boolean::New(e, svdq::amx_enabled()));
+    o.Set("status", Napi::String::New(e, svdq::amx_status()));
+    o.Set("error", Napi::String::New(e, svdq::amx_setting_error()));
+    return o;
+  }, "amxInfo"));
   // hostPoolStats() -> { allocs, reused, freshLarge, freshBytes, liveBytes, cachedBytes }: the output-buffer
   // pool's counters (host_buffers.h), so the bench can say how many outputs came fresh.
   exports.Set("hostPoolStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "svdquant/amx.h"
 #include "svdquant/codecs.h"
 #include "svdquant/isa.h"
 #include "svdquant/thread_pool.h"
@@ -98,7 +99,8 @@ void LowbitActs::resize(const LowbitLayer& L, int64_t rows) {
     codes.resize(0);
     xhat.resize(mr * static_cast<size_t>(L.kp) * 4, false);
   } else {
-    codes.resize(mr * static_cast<size_t>(L.kp), false);
+    // 15 rows of slack: AMX tiles read 16 token rows at a time and drop those past m.
+    codes.resize((mr + 15) * static_cast<size_t>(L.kp), false);
     xhat.resize(0);
   }
   scale.resize(mr * static_cast<size_t>(L.groups) * 4, false);
@@ -371,7 +373,12 @@ struct Tile {
 
 constexpr int64_t kSmallM = 4;  // up to this many tokens: one row block, split over panels only
 
-std::vector<Tile> plan_tiles(const LowbitLayer& L, int64_t M, int threads) {
+// Token rows per micro-tile of the GEMM for `isa`: AMX tiles hold 16 rows, the VNNI tile kLowbitMr.
+int64_t tile_rows(const LowbitLayer& L, Isa isa) {
+  return isa == Isa::Avx512 && L.scheme != LowbitScheme::W4A16 && amx_enabled() ? 16 : kLowbitMr;
+}
+
+std::vector<Tile> plan_tiles(const LowbitLayer& L, int64_t M, int threads, int64_t mr) {
   std::vector<Tile> tiles;
   const int64_t P = L.panels;
   if (M <= kSmallM) {
@@ -384,7 +391,7 @@ std::vector<Tile> plan_tiles(const LowbitLayer& L, int64_t M, int threads) {
   // Token chunks of at most kLowbitMc rows, balanced (M = 1024 gives 4 × 210 + 184 rather than
   // 4 × 252 + 16: every chunk pays one weight expansion per panel pair), in whole micro-tiles.
   const int64_t nmc = (M + kLowbitMc - 1) / kLowbitMc;
-  const int64_t mc = ((M + nmc - 1) / nmc + kLowbitMr - 1) / kLowbitMr * kLowbitMr;
+  const int64_t mc = ((M + nmc - 1) / nmc + mr - 1) / mr * mr;
   const int64_t mchunks = (M + mc - 1) / mc;
   const int64_t pgroups = (P + kLowbitNv - 1) / kLowbitNv;
   // Aim at >= 8 tiles per thread (dynamic balancing), each at least one NV group wide.
@@ -425,7 +432,7 @@ void forward_impl(const LowbitLayer& L, const float* X, int64_t M, float* Y, Low
   LowbitActs& A = ws.acts;
   A.resize(L, M);
   const bool branch = L.rank > 0;
-  const std::vector<Tile> tiles = plan_tiles(L, M, nthreads);
+  const std::vector<Tile> tiles = plan_tiles(L, M, nthreads, tile_rows(L, isa));
   const int64_t ntiles = static_cast<int64_t>(tiles.size());
 
   if (mode == LowRankMode::Fused || !branch) {
@@ -524,7 +531,7 @@ void gemm_lowbit(const LowbitLayer& L, const LowbitActs& A, float* Y, int thread
   const WorkspaceLease lease;
   Workspace& ws = *lease;
   size_scratch(L, ws.scratch, pool.size());
-  const std::vector<Tile> tiles = plan_tiles(L, A.m, pool.size());
+  const std::vector<Tile> tiles = plan_tiles(L, A.m, pool.size(), tile_rows(L, isa));
   pool.parallel_for(static_cast<int64_t>(tiles.size()), [&](int64_t t, int thread) {
     const Tile& tl = tiles[static_cast<size_t>(t)];
     kern.gemm(L, A, tl.m0, tl.m1, tl.p0, tl.p1, Y, L.n, true, ws.scratch[static_cast<size_t>(thread)]);

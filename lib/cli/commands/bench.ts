@@ -60,9 +60,9 @@ Output (stdout carries the results only; files are replaced atomically):
   --verbose             progress with every variant's runs
   -h, --help            show this help
 
-Records (kernels): {kind: 'peak', isa, threads, fp32Gflops, int8Gops, dramGBps, phase, usual?,
-flags}, {kind: 'kernel', kernel, scheme, isa, M, K, N, rank, lowRank, threads, ms, msAll, gops,
-peakFraction, bytes, bf16Bytes?, weightGBps?, dramFraction?, speedupVsF32?, overheadVsRank0?,
+Records (kernels): {kind: 'peak', isa, threads, fp32Gflops, int8Gops, dramGBps, amxInt8Gops,
+phase, usual?, flags}, {kind: 'kernel', kernel, scheme, isa, M, K, N, rank, lowRank, threads, ms,
+msAll, gops, peakFraction, peakOf, bytes, bf16Bytes?, weightGBps?, dramFraction?, speedupVsF32?, overheadVsRank0?,
 flags} and {kind: 'api', kernel, scheme, isa, M, K, N, rank, lowRank, threads, kernelMs,
 disposeMs, disposeMsAll, dropMs, dropMsAll, outMs, outMsAll, disposeRatio, dropRatio, outRatio,
 freshPerForward, weightGBps?, dramFraction?, flags}; quality: {kind: 'quality', scheme, method,
