@@ -350,6 +350,7 @@ void size_scratch(const LowbitLayer& L, std::vector<LowbitScratch>& s, int threa
     x.codes.resize(kp + G * 4 + 64, false);
     x.wexp.resize(kLowbitNv * kp * (L.scheme == LowbitScheme::W4A16 ? 64 : 16), false);  // w4a16: fp32
     x.wscale.resize(kLowbitNv * G * 16 * 4, false);
+    x.amx_acc.resize(static_cast<size_t>((kLowbitMc + 15) / 16 + 1) * kLowbitNv * 256 * 4, false);
   }
 }
 

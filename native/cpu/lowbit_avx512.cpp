@@ -1059,11 +1059,11 @@ inline void amx_scale(__m512 (&acc)[16], const int32_t* I, __m512 sw, const floa
   "tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c "\n\t" \
   "add %[xg], %[x]\n\t"                           \
   "add %[wg], %[w]\n\t"
-#define AX_Z(r) "vpxord %%zmm" #r ", %%zmm" #r ", %%zmm" #r "\n\t"
+#define AX_L(r) "vmovaps " #r "*64(%[C]), %%zmm" #r "\n\t"
 #define AX_S(r) "vmovaps %%zmm" #r ", " #r "*64(%[C])\n\t"
 #define AX_ALL(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
 #define AX_BODY(F)                                                     \
-  AX_ALL(AX_Z)                                                         \
+  AX_ALL(AX_L)                                                         \
   "lea 1024(%[stg]), %%r11\n\t"                                        \
   AX_NEXT(0, 2, 3)                                                     \
   "1:\n\t"                                                             \
@@ -1088,8 +1088,9 @@ inline void amx_scale(__m512 (&acc)[16], const int32_t* I, __m512 sw, const floa
   "5:\n\t"                                                             \
   AX_ALL(AX_S)
 
-// ng >= 1 groups; x / w at group 0 (advancing xg / wg bytes per group), sw / sx advancing swstep /
-// sxstep bytes; stg: 2 KiB of staging; C: the 16 × 16 result.
+// ng >= 1 groups; x / w at the first group (advancing xg / wg bytes per group), sw / sx advancing
+// swstep / sxstep bytes; stg: 2 KiB of staging; C: the 16 × 16 accumulators, read and written back
+// (the caller zeroes them before the first group).
 template <Sc SC>
 void amx_tile_asm(const int8_t* x, int64_t ldx, int64_t xg, const uint8_t* w, int64_t ldw, int64_t wg, const float* sw,
                   int64_t swstep, const float* sx, int64_t sxstep, int64_t ng, int32_t* stg, float* C);
@@ -1133,36 +1134,34 @@ void store_any(const Gemm& a, const float* C, int64_t mb, int64_t mr, int64_t p)
   }
 }
 
-// Up to 16 token rows [mb, mb+mr) × panel `v` of the expanded pair (column panel p). Rows past mr
-// are computed from readable padding (LowbitActs keeps 15 rows of slack) and never stored.
+// w8a8: 16 token rows [mb, mb+mr) × panel `v` of the expanded pair (column panel p): every 64-deep
+// chunk summed in the C tile, one scale step. Rows past mr are computed from readable padding
+// (LowbitActs keeps 15 rows of slack) and never stored.
 template <Sc SC>
-void amx_tile(const Gemm& a, int64_t mb, int64_t mr, int64_t p, int64_t v, int64_t nv) {
+void amx_tile_w8(const Gemm& a, int64_t mb, int64_t mr, int64_t p, int64_t v, int64_t nv) {
   const LowbitActs& A = *a.A;
-  const int64_t M = A.m, kp = a.kp, G = a.G, ldw = nv * 64;
+  const int64_t kp = a.kp, ldw = nv * 64;
   const int8_t* x = A.codes.as<int8_t>() + mb * kp;
   const uint8_t* w = a.w + v * 64;
-  const float* sx = A.scale.as<float>() + mb;
-  alignas(64) int32_t staging[2][256];
+  alignas(64) int32_t staging[256];
   __m512 acc[16];
   for (auto& r : acc) r = _mm512_setzero_ps();
-  if (a.L->scheme == LowbitScheme::W8A8) {
-    AMX_ZERO(0);
-    for (int64_t c = 0; c < kp / 64; ++c) {
-      AMX_LOAD(2, x + c * 64, kp);
-      AMX_LOAD(3, w + c * 16 * ldw, ldw);
-      AMX_DP(0);
-    }
-    AMX_STORE(0, staging[0], 64);
-    amx_scale<SC>(acc, staging[0], _mm512_load_ps(a.sw + v * 16), sx);
-    alignas(64) float C[16 * 16];
-    for (int r = 0; r < 16; ++r) _mm512_store_ps(C + 16 * r, acc[r]);
-    store_any(a, C, mb, mr, p);
-    return;
+  AMX_ZERO(0);
+  for (int64_t c = 0; c < kp / 64; ++c) {
+    AMX_LOAD(2, x + c * 64, kp);
+    AMX_LOAD(3, w + c * 16 * ldw, ldw);
+    AMX_DP(0);
   }
+  AMX_STORE(0, staging, 64);
+  amx_scale<SC>(acc, staging, _mm512_load_ps(a.sw + v * 16), A.scale.as<float>() + mb);
   alignas(64) float C[16 * 16];
-  amx_tile_asm<SC>(x, kp, a.group, w, ldw, (a.group / 4) * ldw, a.sw + v * 16, nv * 64, sx, M * 4, G, staging[0], C);
+  for (int r = 0; r < 16; ++r) _mm512_store_ps(C + 16 * r, acc[r]);
   store_any(a, C, mb, mr, p);
 }
+
+// Groups per K block of the AMX loop: a block's A (16 rows) and B (both panels) stay in L1 while
+// every 16-row block of the task uses them (int4: 8 × 64 k = 8 KiB of A, 16 KiB of B).
+constexpr int64_t kAmxBlockK = 512;
 
 void gemm_amx(Gemm& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1, LowbitScratch& s) {
   const LowbitLayer& L = *a.L;
@@ -1179,6 +1178,10 @@ void gemm_amx(Gemm& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1, LowbitScr
   const int64_t wpanel = L.kp * (L.scheme == LowbitScheme::W8A8 ? 16 : 8);
   const int64_t spanel = static_cast<int64_t>(L.w_scale.size()) / L.panels;
   const int64_t blocks = (m1 - m0 + 15) / 16;
+  // Accumulators of every 16-row block × panel of the task (at most 16 × 2 KiB), and the staging
+  // of the C tiles.
+  float* acc = s.amx_acc.as<float>();
+  alignas(64) int32_t staging[512];
   for (int64_t pg = p0; pg < p1; pg += 2) {
     const int64_t nv = p1 - pg < 2 ? 1 : 2;
     expand_panels(L, pg, nv, s.wexp.as<uint8_t>(), s.wscale.as<float>(), /*s8=*/true);
@@ -1189,19 +1192,49 @@ void gemm_amx(Gemm& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1, LowbitScr
     const int64_t nnext = next < 0 ? 0 : (p1 - next < 2 ? 1 : 2);
     const int64_t wbytes = nnext * wpanel, sbytes = nnext * spanel;
     const int64_t wper = (wbytes / blocks + 63) / 64 * 64, sper = (sbytes / blocks + 63) / 64 * 64;
+    auto prefetch_next = [&](int64_t t) {
+      if (next < 0) return;
+      const uint8_t* wn = L.w.as<uint8_t>() + next * wpanel;
+      const uint8_t* sn = L.w_scale.as<uint8_t>() + next * spanel;
+      for (int64_t o = t * wper; o < (t + 1) * wper && o < wbytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wn + o), _MM_HINT_T1);
+      for (int64_t o = t * sper; o < (t + 1) * sper && o < sbytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(sn + o), _MM_HINT_T1);
+    };
+    if (L.scheme == LowbitScheme::W8A8) {
+      int64_t t = 0;
+      for (int64_t mb = m0; mb < m1; mb += 16, ++t) {
+        prefetch_next(t);
+        const int64_t mr = m1 - mb < 16 ? m1 - mb : 16;
+        for (int64_t v = 0; v < nv; ++v) {
+          if (exp) amx_tile_w8<Sc::Exp>(a, mb, mr, pg + v, v, nv);
+          else amx_tile_w8<Sc::Fp>(a, mb, mr, pg + v, v, nv);
+        }
+      }
+      continue;
+    }
+    // K blocks outermost: each 16-row block × panel keeps its accumulators in acc between blocks.
+    std::memset(acc, 0, static_cast<size_t>(blocks * nv) * 1024);
+    const int64_t group = a.group, ldw = nv * 64, kg = kAmxBlockK / group > 0 ? kAmxBlockK / group : 1;
+    const int64_t M = a.A->m, kp = a.kp;
+    for (int64_t g0 = 0; g0 < a.G; g0 += kg) {
+      const int64_t ng = a.G - g0 < kg ? a.G - g0 : kg;
+      int64_t t = 0;
+      for (int64_t mb = m0; mb < m1; mb += 16, ++t) {
+        if (g0 == 0) prefetch_next(t);
+        const int8_t* x = a.A->codes.as<int8_t>() + mb * kp + g0 * group;
+        const float* sx = a.A->scale.as<float>() + g0 * M + mb;
+        for (int64_t v = 0; v < nv; ++v) {
+          const uint8_t* w = a.w + v * 64 + g0 * (group / 4) * ldw;
+          const float* sw = a.sw + (g0 * nv + v) * 16;
+          float* C = acc + (t * nv + v) * 256;
+          if (exp) amx_tile_asm<Sc::Exp>(x, kp, group, w, ldw, (group / 4) * ldw, sw, nv * 64, sx, M * 4, ng, staging, C);
+          else amx_tile_asm<Sc::Fp>(x, kp, group, w, ldw, (group / 4) * ldw, sw, nv * 64, sx, M * 4, ng, staging, C);
+        }
+      }
+    }
     int64_t t = 0;
     for (int64_t mb = m0; mb < m1; mb += 16, ++t) {
-      if (next >= 0) {
-        const uint8_t* wn = L.w.as<uint8_t>() + next * wpanel;
-        const uint8_t* sn = L.w_scale.as<uint8_t>() + next * spanel;
-        for (int64_t o = t * wper; o < (t + 1) * wper && o < wbytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wn + o), _MM_HINT_T1);
-        for (int64_t o = t * sper; o < (t + 1) * sper && o < sbytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(sn + o), _MM_HINT_T1);
-      }
       const int64_t mr = m1 - mb < 16 ? m1 - mb : 16;
-      for (int64_t v = 0; v < nv; ++v) {
-        if (exp) amx_tile<Sc::Exp>(a, mb, mr, pg + v, v, nv);
-        else amx_tile<Sc::Fp>(a, mb, mr, pg + v, v, nv);
-      }
+      for (int64_t v = 0; v < nv; ++v) store_any(a, acc + (t * nv + v) * 256, mb, mr, pg + v);
     }
   }
   __asm__ volatile("tilerelease" ::);  // back to the initial state: no tile data to save on switches

@@ -235,6 +235,7 @@ struct LowbitScratch {
   AlignedBytes wexp;    // expanded u8 weights of up to kLowbitNv panels, [kp/4][NV][64]
                         // (w4a16: fp32 weights, [kp][NV][16])
   AlignedBytes wscale;  // fp32 scales of the expanded panels, [G][NV][16]
+  AlignedBytes amx_acc; // AMX: fp32 accumulators of a task's 16-row blocks × NV panels, [blocks][NV][16][16]
 };
 
 constexpr int kLowbitRowBlock = 8;  // rows per quantize_act block (and per down-projection pass)
