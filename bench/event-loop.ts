@@ -89,8 +89,9 @@ async function child(): Promise<void> {
   const loop = (m: Module, dispose: boolean) => async () => {
     let y: Tensor | undefined;
     for (let i = 0; i < forwards; i++) {
-      y = await m.call(x);
-      if (dispose) y.dispose();
+      const out: Tensor = await m.call(x);
+      if (dispose) out.dispose();
+      y = out;
     }
     void y;
   };

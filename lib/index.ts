@@ -49,3 +49,12 @@ export { loadLora, applyLora } from './runtime/lora.js';
 export type { Lora, LoraModule, LoraNaming, LoraHandle, LoadLoraOptions, ApplyLoraOptions } from './runtime/lora.js';
 export { tinyDit, tinyDitInputs, TinyDitBlock } from './models/tiny-dit.js';
 export type { TinyDitOptions } from './models/tiny-dit.js';
+export {
+  DDIMScheduler, EulerDiscreteScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, calculateShift,
+  SCHEDULER_CLASSES, schedulerFromConfig, isSchedulerClassName, loadSchedulerConfig, saveSchedulerConfig, SCHEDULER_CONFIG_NAME,
+} from './pipelines/schedulers/index.js';
+export type {
+  Scheduler, SchedulerConfig, SchedulerClass, SchedulerClassName, SetTimestepsOptions, StepOptions, NoiseSource,
+} from './pipelines/schedulers/index.js';
+export * from './image/index.js';
+export * from './models/index.js';

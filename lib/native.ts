@@ -243,11 +243,30 @@ export interface NativeAddon {
   /** y = a + b over n elements. */
   add(a: Float32Array, b: Float32Array, n: number, y: Float32Array, threads: number): Promise<void>;
   add(a: Float32Array, b: Float32Array, n: number, y: null, threads: number): Promise<Float32Array>;
-  /** Scaled dot-product attention; q, k, v, out are [batch, tokens, heads·headDim]. */
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, tokens: number, heads: number,
-    headDim: number, scale: number, out: Float32Array, threads: number): Promise<void>;
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, tokens: number, heads: number,
-    headDim: number, scale: number, out: null, threads: number): Promise<Float32Array>;
+  /**
+   * Scaled dot-product attention; q and out are [batch, qTokens, heads·headDim], k and v
+   * [batch, kvTokens, heads·headDim]; keyBias (nullable, [batch, kvTokens]) is added to the scores.
+   */
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, qTokens: number, kvTokens: number,
+    heads: number, headDim: number, scale: number, keyBias: Float32Array | null, out: null, threads: number): Promise<Float32Array>;
+  // ---- model tensor ops (native/addon/tensor_ops_binding.cpp, native/include/svdquant/tensor_ops.h) ----
+  /** out (contiguous, `shape`) = the view of src at `offset` with `strides` (elements, >= 0; 0 broadcasts). */
+  stridedCopy(src: Float32Array, offset: number, shape: number[], strides: number[], out: null, threads: number): Promise<Float32Array>;
+  /** Input i is [outer, widths[i]]; out [outer, Σ widths] holds them side by side. */
+  concat(inputs: Float32Array[], widths: number[], outer: number, out: null, threads: number): Promise<Float32Array>;
+  /** op 0 add, 1 sub, 2 mul, 3 div (2 inputs), 4 a·(1+b)+c, 5 a+b·c (3 inputs), each read through its offset and strides over `shape`. */
+  elementwise(op: number, inputs: Float32Array[], offsets: number[], strides: number[][], shape: number[], out: null,
+    threads: number): Promise<Float32Array>;
+  /** y = LayerNorm(x)·(1 + scale[b]) + shift[b] per row, b = row / rowsPerSample. */
+  layerNormModulate(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, beta: Float32Array | null,
+    eps: number, scale: Float32Array, shift: Float32Array, rowsPerSample: number, y: null, threads: number): Promise<Float32Array>;
+  /** torch.nn.GroupNorm over x [n, channels, spatial]. */
+  groupNorm(x: Float32Array, n: number, channels: number, spatial: number, groups: number, eps: number,
+    gamma: Float32Array | null, beta: Float32Array | null, y: null, threads: number): Promise<Float32Array>;
+  /** torch.nn.Conv2d (dilation 1, groups 1) with the weight packed as [cout, cin·kh·kw]; out [n, cout, ho, wo]. */
+  conv2d(packed: NativePackedF32, x: Float32Array, n: number, cin: number, h: number, w: number, kh: number, kw: number,
+    strideH: number, strideW: number, padH: number, padW: number, bias: Float32Array | null, out: null,
+    threads: number): Promise<Float32Array>;
   /** Packs W [n, k] for the fp32 GEMM (an opaque native handle, freed by the garbage collector). */
   packF32Weights(w: Float32Array, n: number, k: number, threads: number): Promise<NativePackedF32>;
   /** y[m, n] = x[m, k] · Wᵀ (+ bias[n]) with W packed by packF32Weights. */

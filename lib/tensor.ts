@@ -9,10 +9,10 @@ import { ArgumentError, describeValue } from './errors.js';
 import { loadedNative } from './native.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from './tensor-convert.js';
 
-export type DType = 'f32' | 'f16' | 'bf16' | 'i8' | 'u8' | 'i32' | 'int4' | 'fp4_e2m1' | 'e8m0' | 'e4m3';
+export type DType = 'f32' | 'f16' | 'bf16' | 'i8' | 'u8' | 'i32' | 'i64' | 'int4' | 'fp4_e2m1' | 'e8m0' | 'e4m3';
 export type Device = 'cpu';
 
-export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'i8', 'u8', 'i32', 'int4', 'fp4_e2m1', 'e8m0', 'e4m3'];
+export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'i8', 'u8', 'i32', 'i64', 'int4', 'fp4_e2m1', 'e8m0', 'e4m3'];
 
 /** The typed array each dtype is stored in. f16/bf16 are raw 16-bit patterns. */
 export interface StorageOf {
@@ -22,6 +22,7 @@ export interface StorageOf {
   i8: Int8Array;
   u8: Uint8Array;
   i32: Int32Array;
+  i64: BigInt64Array;
   int4: Uint8Array;
   fp4_e2m1: Uint8Array;
   e8m0: Uint8Array;
@@ -44,6 +45,7 @@ const INFO: Record<DType, DTypeInfo> = {
   i8: { bits: 8, make: (n) => new Int8Array(n), view: (b, o, n) => new Int8Array(b, o, n), ctor: Int8Array },
   u8: { bits: 8, make: (n) => new Uint8Array(n), view: (b, o, n) => new Uint8Array(b, o, n), ctor: Uint8Array },
   i32: { bits: 32, make: (n) => new Int32Array(n), view: (b, o, n) => new Int32Array(b, o, n), ctor: Int32Array },
+  i64: { bits: 64, make: (n) => new BigInt64Array(n), view: (b, o, n) => new BigInt64Array(b, o, n), ctor: BigInt64Array },
   int4: { bits: 4, make: (n) => new Uint8Array(n), view: (b, o, n) => new Uint8Array(b, o, n), ctor: Uint8Array },
   fp4_e2m1: { bits: 4, make: (n) => new Uint8Array(n), view: (b, o, n) => new Uint8Array(b, o, n), ctor: Uint8Array },
   e8m0: { bits: 8, make: (n) => new Uint8Array(n), view: (b, o, n) => new Uint8Array(b, o, n), ctor: Uint8Array },
@@ -144,6 +146,27 @@ export class Tensor<D extends DType = DType> {
     return new Tensor('f32', s, Float32Array.from(values));
   }
 
+  /**
+   * An integer tensor (i64 by default, as PyTorch's labels and timesteps; or i32) from integers
+   * (copied). `shape` defaults to [values.length].
+   */
+  static fromIntegers(values: ArrayLike<number | bigint>, shape?: readonly number[], dtype: 'i32' | 'i64' = 'i64'): Tensor<'i32' | 'i64'> {
+    if (values === null || typeof values !== 'object' || typeof (values as ArrayLike<number>).length !== 'number') {
+      throw new ArgumentError('values', 'an array or typed array of integers', values);
+    }
+    if (dtype !== 'i32' && dtype !== 'i64') throw new ArgumentError('dtype', "'i32' or 'i64'", dtype);
+    const s = checkShape(shape ?? [values.length]);
+    if (shapeNumel(s) !== values.length) throw new ArgumentError('shape', `a shape with ${values.length} elements`, s);
+    const limit = dtype === 'i32' ? 2 ** 31 : 2 ** 63;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      const ok = typeof v === 'bigint' ? v >= -BigInt(limit) && v < BigInt(limit) : Number.isSafeInteger(v) && v >= -limit && v < limit;
+      if (!ok) throw new ArgumentError(`values[${i}]`, `an integer that fits in ${dtype}`, v);
+    }
+    if (dtype === 'i64') return new Tensor('i64', s, BigInt64Array.from(values as ArrayLike<number | bigint>, (v) => BigInt(v)));
+    return new Tensor('i32', s, Int32Array.from(values as ArrayLike<number | bigint>, (v) => Number(v)));
+  }
+
   /** Wraps raw little-endian bytes (for example a safetensors tensor) as a tensor of `dtype`, copying once if unaligned. */
   static fromBytes<D extends DType>(bytes: Uint8Array, shape: readonly number[], dtype: D): Tensor<D> {
     const dt = checkDType(dtype, 'dtype') as D;
@@ -207,7 +230,7 @@ export class Tensor<D extends DType = DType> {
     return new Tensor(dtype, this.shape, out as StorageOf[T]);
   }
 
-  /** The values as numbers (decoding f16/bf16; packed and scale dtypes are not decodable here). */
+  /** The values as numbers (decoding f16/bf16; i64 as Number; packed and scale dtypes are not decodable here). */
   toArray(): number[] {
     return Array.from(this.toFloat32Storage());
   }
@@ -230,8 +253,10 @@ export class Tensor<D extends DType = DType> {
       case 'u8':
       case 'i32':
         return Float32Array.from(this.data as ArrayLike<number>);
+      case 'i64':
+        return Float32Array.from(this.data as BigInt64Array, (v) => Number(v));
       default:
-        throw new ArgumentError('tensor', `a tensor of dtype f32, f16, bf16, i8, u8 or i32 to convert (dequantize '${this.dtype}' data with the formats API)`, this.dtype);
+        throw new ArgumentError('tensor', `a tensor of dtype f32, f16, bf16, i8, u8, i32 or i64 to convert (dequantize '${this.dtype}' data with the formats API)`, this.dtype);
     }
   }
 

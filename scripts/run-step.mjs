@@ -18,3 +18,9 @@ export function parsePassedFailed(text) {
   const m = [...text.matchAll(/^(\d+) passed, (\d+) failed/gm)].pop();
   return m ? { passed: Number(m[1]), failed: Number(m[2]) } : null;
 }
+
+/** The counts of tap's closing "# { total: N, pass: N, fail: N }" line, or null. */
+export function parseTapSummary(text) {
+  const m = /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?/.exec(text);
+  return m ? { passed: Number(m[2] ?? 0), failed: Number(m[3] ?? 0) } : null;
+}

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, resolve } from 'node:path';
-import { runStep, parsePassedFailed } from './run-step.mjs';
+import { runStep, parsePassedFailed, parseTapSummary } from './run-step.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -72,11 +72,11 @@ async function main() {
       failed += 1;
     }
     const tap = await runStep(`GPU tap tests (${platform})`, resolve(root, 'node_modules', '.bin', 'tap'), ['test/gpu-*.test.ts'], { cwd: root, env });
-    const summary = /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?/.exec(tap.out);
+    const summary = parseTapSummary(tap.out);
     if (summary) {
-      passed += Number(summary[2] ?? 0);
-      failed += Number(summary[3] ?? 0);
-      if (tap.code !== 0 && !summary[3]) failed += 1;
+      passed += summary.passed;
+      failed += summary.failed;
+      if (tap.code !== 0 && summary.failed === 0) failed += 1;
     } else {
       failed += 1;
     }

@@ -37,7 +37,7 @@ t.test('quantize writes a checkpoint that inspect lists and loadCheckpoint resto
 
   const inspect = await svdquant(['inspect', out]);
   t.equal(inspect.code, 0, inspect.stderr);
-  t.match(inspect.stdout, /svdquant checkpoint \(format version 1\): 10 quantized layers/);
+  t.match(inspect.stdout, /svdquant checkpoint \(format version 2\): 10 quantized layers/);
   t.match(inspect.stdout, /^\s+0\.mlp\.fc1\s+svdquant\s+mxfp4\s+mxfp4\s+32\s+8\s+256x64\s+yes\s+yes\s+[\d.]+ KiB\s+0\.\d+x$/m);
   const info = JSON.parse((await svdquant(['inspect', out, '--json'])).stdout) as { checkpoint: { quantizedLayers: number; layers: Array<{ name: string; scheme: string; rank: number; group: number }> } };
   t.equal(info.checkpoint.quantizedLayers, 10);

@@ -91,3 +91,66 @@ t.test('release changes no result: outputs equal those with release switched off
     t.same([...a.data], [...b.data], `forward ${i}: bit-identical`);
   }
 });
+
+t.test('scopes: a module frees what its forward made, keeps what it returns, and keep() / chain / withScope', async (t) => {
+  const { add, gelu: g, withScope, keep, chain, ModuleList } = await import('../lib/index.js');
+  const made: Tensor[] = [];
+  class Block extends Module {
+    cache: Tensor | undefined;
+    override async forward(x: Tensor): Promise<Tensor> {
+      const h = await g(x);
+      made.push(h);
+      this.cache ??= keep(await g(x));
+      return add(h, x);
+    }
+  }
+  declareReleaseSafe(Block);
+  const x = randomTensor([8, 16], 1, rng(9));
+  const block = new Block();
+  const y = await block.call(x);
+  t.ok(made[0].disposed, 'an intermediate is freed when the forward returns');
+  t.notOk(y.disposed, 'the output lives');
+  t.notOk(block.cache!.disposed, 'keep() exempts a cached tensor');
+  t.notOk(x.disposed, "the caller's input lives");
+
+  // chain: each intermediate state is freed once the next step consumed it; the first state never.
+  class Stack extends Module {
+    constructor() {
+      super();
+      this.registerModule('blocks', new ModuleList([new Block(), new Block(), new Block()]));
+    }
+    override async forward(x: Tensor): Promise<Tensor> {
+      const first = await g(x);
+      states.push(first);
+      return (this.child('blocks') as InstanceType<typeof ModuleList>).chain(first, async (b, s) => {
+        const next = await b.call(s);
+        states.push(next);
+        return next;
+      });
+    }
+  }
+  declareReleaseSafe(Stack);
+  const states: Tensor[] = [];
+  const out = await new Stack().call(x);
+  t.same(states.map((s) => s.disposed), [true, true, true, false], 'intermediate states freed (the first at the end of the forward), the result kept');
+  t.equal(states[3], out);
+
+  // A hook that only reads (retainsTensors: false) keeps release on; one that may keep tensors turns it off.
+  const seen: Tensor[] = [];
+  const reading = new Block();
+  const readHook = reading.registerForwardHook((_m, _i, o) => void seen.push(o), { retainsTensors: false });
+  t.ok(mayReleaseIntermediates(reading));
+  readHook.remove();
+  reading.registerForwardHook(() => undefined);
+  t.notOk(mayReleaseIntermediates(reading));
+
+  // withScope frees every op output made inside except the result.
+  let inner: Tensor | undefined;
+  const kept = await withScope(async () => {
+    inner = await g(x);
+    return add(inner, 1);
+  });
+  t.ok(inner!.disposed && !kept.disposed, 'withScope');
+  const viaChain = await chain([1, 2], x, async (n, s) => add(s, n));
+  t.same([...viaChain.data], [...x.data].map((v) => Math.fround(Math.fround(v + 1) + 2)), 'chain outside a module: plain sequence');
+});

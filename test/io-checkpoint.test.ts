@@ -30,13 +30,15 @@ for (const scheme of ['w4a4', 'mxfp4', 'nvfp4', 'w8a8', 'w4a16'] as const) {
     await enableNativeInference(model);
     const rep = await saveCheckpoint(model, file);
     disableNativeInference(model);
-    t.same(rep.layers, ['0', '1.fc1', '1.fc2', '2']);
+    t.same(rep.layers, ['1.fc1', '1.fc2'], 'the quantized layers');
+    t.same(rep.parameters, ['0.weight', '0.bias', '2.weight', '2.bias'], 'every other parameter, under its own name');
     const st = await openSafetensors(file);
     t.equal(st.metadata.format, 'svdquant.checkpoint');
-    t.equal(st.metadata.format_version, '1');
+    t.equal(st.metadata.format_version, '2');
+    t.equal(st.metadata.contents, 'model', 'a whole model');
     const meta = JSON.parse(st.metadata['layer:1.fc1']);
     t.match(meta, { kind: 'svdquant', scheme, rank: 8, in_features: 96, out_features: 160, smooth: true, bias: true });
-    t.same(JSON.parse(st.metadata['layer:2']), { kind: 'linear', in_features: 96, out_features: 40, bias: true });
+    t.equal(st.metadata['layer:2'], undefined, 'unquantized layers are plain parameters');
     t.ok(st.has('1.fc1.qweight') && st.has('1.fc1.wscales') && st.has('1.fc1.smooth') && st.has('1.fc1.lora_down') && st.has('1.fc1.lora_up') && st.has('1.fc1.bias'));
     t.equal(st.info('1.fc1.qweight').dtype, scheme === 'w8a8' ? 'I8' : 'U8');
     t.same(st.info('1.fc1.lora_down').shape, [8, 96]);

@@ -28,7 +28,7 @@ t.test('tensors and quantized codes round-trip through a safetensors file', asyn
   t.same(back.toArray(), (await dequantize(q)).toArray(), 'same dequantized values after the file');
   const hb = tensorFromSafetensors(await f.readTensor('w.bf16'));
   t.equal(hb.dtype, 'bf16');
-  t.same(Array.from(hb.data), Array.from(h.data));
+  t.same(Array.from(hb.data as Uint16Array), Array.from(h.data));
   t.throws(() => tensorFromSafetensors({ name: 'x', dtype: 'F64', shape: [1], data: new Uint8Array(8) }), { name: 'ArgumentError', argument: 'entry.dtype' });
   t.throws(() => tensorFromSafetensors({ name: 'x', dtype: 'F32', shape: [1], data: new Uint8Array(4) }, 'int4'), /U8 tensor/);
 });

@@ -87,7 +87,7 @@ t.test('diffusers naming: output = quantized base + LoRA term; matches the merge
   const lora = await loadLora(await writeLora([p], 'diffusers'), { strength: 0.8 });
   t.equal(lora.naming, 'diffusers');
   t.equal(lora.modules.length, 1);
-  const yFp = await fp.getSubmodule('1.fc1').call(x);
+  const yFp: Tensor<'f32'> = await fp.getSubmodule('1.fc1').call(x);
   const yBase = await fc1.call(x);
   const handle = await applyLora(model, lora);
   t.same(handle.layers, ['1.fc1']);

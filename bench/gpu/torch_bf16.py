@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bf16 torch.matmul baseline (cuBLAS / rocBLAS) at the shapes of native/gpu/bench/bench_gpu.cu.
 
-    python3 bench/gpu/torch_bf16.py [--iters 7] [--warmup 3] [--quick]
+    python3 bench/gpu/torch_bf16.py [--iters 7] [--warmup 3] [--quick] [--ms 1,256] [--kn 3072x3072]
 
 Times Y = X @ W^T + b in bf16 with CUDA events (torch.cuda works on ROCm too), median of >= 5 runs
 after warm-up, and prints a Markdown table and one JSON line per shape with the fields of
@@ -18,6 +18,8 @@ def main():
     ap.add_argument("--iters", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ms", help="token counts, comma-separated")
+    ap.add_argument("--kn", help="KxN shapes, comma-separated")
     a = ap.parse_args()
     try:
         import torch
@@ -32,6 +34,10 @@ def main():
     platform = "hip" if getattr(torch.version, "hip", None) else "cuda"
     ms_list = [1, 256] if a.quick else [1, 256, 1024, 4096]
     shapes = [(3072, 3072)] if a.quick else [(3072, 3072), (3072, 12288), (12288, 3072)]
+    if a.ms:
+        ms_list = [int(v) for v in a.ms.split(",")]
+    if a.kn:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in a.kn.split(",")]
     iters = max(5, a.iters)
     print(f"# bf16 torch.matmul baseline — {name} ({platform})\n")
     print("| M | K | N | median ms | TFLOPS |\n|---|---|---|---|---|")

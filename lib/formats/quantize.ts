@@ -22,6 +22,10 @@ export interface QuantizeOptions {
   name?: string;
 }
 
+/** The dtypes codes and scales are stored in. */
+export type CodeDType = 'int4' | 'fp4_e2m1' | 'i8';
+export type ScaleDType = 'f32' | 'e8m0' | 'e4m3';
+
 /** A tensor quantized along its last axis: codes [..., kp] (packed), scales [..., groups]. */
 export interface QuantizedTensor {
   readonly format: ElementFormat;
@@ -30,9 +34,9 @@ export interface QuantizedTensor {
   /** Elements per group along the last axis (the whole row for int8). */
   readonly group: number;
   /** Codes: [...batch, kp] in 'int4' / 'fp4_e2m1' (two per byte) or [...batch, k] in 'i8'. */
-  readonly codes: Tensor;
+  readonly codes: Tensor<CodeDType>;
   /** Group scales: [...batch, groups] in f32 / e8m0 / e4m3. */
-  readonly scales: Tensor;
+  readonly scales: Tensor<ScaleDType>;
   /** NVFP4 tensor scale G (dequant = q·scale/G); 1 for the other formats. */
   readonly globalScale: number;
   /** The MXFP4 scale rule used (only for mxfp4). */
@@ -51,8 +55,8 @@ interface Plan {
   rows: number;
   k: number;
   x: Float32Array;
-  codes: Tensor;
-  scales: Tensor;
+  codes: Tensor<CodeDType>;
+  scales: Tensor<ScaleDType>;
   globalScale: number;
   rule: MxScaleRule;
 }

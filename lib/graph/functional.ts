@@ -8,6 +8,7 @@
 import { ArgumentError } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor, checkNotDisposed } from '../tensor.js';
+import { trackTensor } from './scope.js';
 
 /** Options every op accepts. */
 export interface OpOptions {
@@ -40,9 +41,12 @@ export function optionalVector(t: unknown, argument: string, length: number): Fl
   return t.data as Float32Array;
 }
 
-/** An op's output: the Float32Array the native worker allocated, as an f32 tensor of `shape`. */
+/**
+ * An op's output: the Float32Array the native worker allocated, as an f32 tensor of `shape`,
+ * tracked by the current memory scope (scope.ts) so that it is freed once no longer reachable.
+ */
 export function output(data: Float32Array, shape: readonly number[]): Tensor<'f32'> {
-  return Tensor.fromStorage(data, shape, 'f32');
+  return trackTensor(Tensor.fromStorage(data, shape, 'f32'));
 }
 
 export function checkThreads(options: OpOptions | undefined, argument = 'options.threads'): number {
@@ -127,31 +131,57 @@ export async function softmax(x: Tensor, options: OpOptions = {}): Promise<Tenso
   return output(await native().softmaxRows(xf.data, cols === 0 ? 0 : xf.numel / cols, cols, null, threads), xf.shape);
 }
 
-/** a + b, elementwise, for tensors of the same shape. */
-export async function add(a: Tensor, b: Tensor, options: OpOptions = {}): Promise<Tensor<'f32'>> {
-  const af = floatInput(a, 'a', 0);
-  const bf = floatInput(b, 'b', 0);
-  if (af.shape.join() !== bf.shape.join() || af.ndim !== bf.ndim) {
-    throw new ArgumentError('b', `a tensor of the same shape as a, [${af.shape.join(', ')}]`, bf.toString());
-  }
+export interface GroupNormOptions extends OpOptions {
+  /** gamma [channels]; omitted or null: 1. */
+  weight?: Tensor | null;
+  /** beta [channels]; omitted or null: 0. */
+  bias?: Tensor | null;
+  /** Added to the variance; default 1e-5. */
+  eps?: number;
+}
+
+/** GroupNorm over x [N, C, ...] (torch.nn.GroupNorm): C split into `groups` groups, statistics per sample and group. */
+export async function groupNorm(x: Tensor, groups: number, options: GroupNormOptions = {}): Promise<Tensor<'f32'>> {
+  const xf = floatInput(x, 'x', 2);
+  const [n, c] = xf.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) throw new ArgumentError('groups', `a positive divisor of the channels (${c})`, groups);
+  const gamma = optionalVector(options.weight, 'options.weight', c);
+  const beta = optionalVector(options.bias, 'options.bias', c);
+  const eps = checkEps(options.eps ?? 1e-5, 'options.eps');
   const threads = checkThreads(options);
-  return output(await native().add(af.data, bf.data, af.numel, null, threads), af.shape);
+  const spatial = n * c === 0 ? 0 : xf.numel / (n * c);
+  return output(await native().groupNorm(xf.data, n, c, spatial, groups, eps, gamma, beta, null, threads), xf.shape);
+}
+
+export interface ScaledDotProductAttentionOptions extends OpOptions {
+  /** Score scale; default 1/√headDim. */
+  scale?: number;
+  /**
+   * Added to every score row before the softmax, per batch and key: [B, Tk] (a key padding mask as
+   * diffusers builds it, (1 − mask)·−10000), or null.
+   */
+  keyBias?: Tensor | null;
 }
 
 /**
- * Multi-head scaled dot-product attention: q, k, v are [T, D] or [B, T, D] with D = heads · headDim
- * (head h in columns [h·headDim, (h+1)·headDim)); per batch and head,
- * out = softmax(q·kᵀ · scale) · v with the softmax over the keys. `scale` defaults to 1/√headDim.
+ * Multi-head scaled dot-product attention: q is [Tq, D] or [B, Tq, D], k and v [Tk, D] or
+ * [B, Tk, D] with D = heads · headDim (head h in columns [h·headDim, (h+1)·headDim)); per batch and
+ * head, out = softmax(q·kᵀ · scale + keyBias) · v with the softmax over the keys. Self-attention
+ * passes the same token count for both; cross-attention (text keys) does not.
  */
 export async function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, heads: number,
-  options: OpOptions & { scale?: number } = {}): Promise<Tensor<'f32'>> {
+  options: ScaledDotProductAttentionOptions = {}): Promise<Tensor<'f32'>> {
   const qf = floatInput(q, 'q', 2);
   if (qf.ndim > 3) throw new ArgumentError('q', 'a tensor of shape [T, D] or [B, T, D]', qf.toString());
   const kf = floatInput(k, 'k', 2);
   const vf = floatInput(v, 'v', 2);
-  if (kf.shape.join() !== qf.shape.join() || kf.ndim !== qf.ndim) throw new ArgumentError('k', `a tensor of the shape of q, [${qf.shape.join(', ')}]`, kf.toString());
-  if (vf.shape.join() !== qf.shape.join() || vf.ndim !== qf.ndim) throw new ArgumentError('v', `a tensor of the shape of q, [${qf.shape.join(', ')}]`, vf.toString());
   const d = qf.shape[qf.ndim - 1];
+  const batch = qf.ndim === 3 ? qf.shape[0] : 1;
+  const kvShape = kf.shape;
+  if (kf.ndim !== qf.ndim || kvShape[kf.ndim - 1] !== d || (qf.ndim === 3 && kvShape[0] !== batch) || kvShape[kf.ndim - 2] < 1) {
+    throw new ArgumentError('k', `a tensor of shape [${qf.ndim === 3 ? `${batch}, ` : ''}Tk, ${d}] with Tk >= 1`, kf.toString());
+  }
+  if (vf.shape.join() !== kf.shape.join() || vf.ndim !== kf.ndim) throw new ArgumentError('v', `a tensor of the shape of k, [${kf.shape.join(', ')}]`, vf.toString());
   if (!Number.isInteger(heads) || heads < 1 || d % heads !== 0) {
     throw new ArgumentError('heads', `a positive integer dividing the model dimension ${d}`, heads);
   }
@@ -159,7 +189,13 @@ export async function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor,
   const scale = options.scale ?? (headDim > 0 ? 1 / Math.sqrt(headDim) : 1);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new ArgumentError('options.scale', 'a finite number', scale);
   const threads = checkThreads(options);
-  const batch = qf.ndim === 3 ? qf.shape[0] : 1;
-  const tokens = qf.shape[qf.ndim - 2];
-  return output(await native().attention(qf.data, kf.data, vf.data, batch, tokens, heads, headDim, scale, null, threads), qf.shape);
+  const qTokens = qf.shape[qf.ndim - 2];
+  const kvTokens = kf.shape[kf.ndim - 2];
+  let keyBias: Float32Array | null = null;
+  if (options.keyBias !== undefined && options.keyBias !== null) {
+    const kb = floatInput(options.keyBias, 'options.keyBias', 1);
+    if (kb.numel !== batch * kvTokens) throw new ArgumentError('options.keyBias', `a tensor of ${batch}·${kvTokens} values ([B, Tk])`, kb.toString());
+    keyBias = kb.data;
+  }
+  return output(await native().attention(qf.data, kf.data, vf.data, batch, qTokens, kvTokens, heads, headDim, scale, keyBias, null, threads), qf.shape);
 }

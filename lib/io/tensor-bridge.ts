@@ -9,11 +9,11 @@ import type { SafetensorsDtype } from './safetensors-format.js';
 import type { SafetensorsTensorInput } from './safetensors-encode.js';
 
 const TO_TENSOR: Partial<Record<SafetensorsDtype, DType>> = {
-  F32: 'f32', F16: 'f16', BF16: 'bf16', I8: 'i8', U8: 'u8', I32: 'i32', F8_E4M3: 'e4m3',
+  F32: 'f32', F16: 'f16', BF16: 'bf16', I8: 'i8', U8: 'u8', I32: 'i32', I64: 'i64', F8_E4M3: 'e4m3',
 };
 
 const TO_SAFETENSORS: Record<DType, SafetensorsDtype> = {
-  f32: 'F32', f16: 'F16', bf16: 'BF16', i8: 'I8', u8: 'U8', i32: 'I32',
+  f32: 'F32', f16: 'F16', bf16: 'BF16', i8: 'I8', u8: 'U8', i32: 'I32', i64: 'I64',
   int4: 'U8', fp4_e2m1: 'U8', e8m0: 'U8', e4m3: 'F8_E4M3',
 };
 
@@ -21,7 +21,11 @@ const TO_SAFETENSORS: Record<DType, SafetensorsDtype> = {
  * A Tensor over a safetensors entry's bytes (no copy when aligned). `as` reinterprets U8 data as
  * one of the byte-stored dtypes (`int4`, `fp4_e2m1`: the last dimension doubles; `e8m0`).
  */
-export function tensorFromSafetensors(entry: { name: string; dtype: SafetensorsDtype; shape: readonly number[]; data: Uint8Array }, as?: 'int4' | 'fp4_e2m1' | 'e8m0'): Tensor {
+type SafetensorsEntry = { name: string; dtype: SafetensorsDtype; shape: readonly number[]; data: Uint8Array };
+export function tensorFromSafetensors(entry: SafetensorsEntry, as: 'int4' | 'fp4_e2m1'): Tensor<'int4' | 'fp4_e2m1'>;
+export function tensorFromSafetensors(entry: SafetensorsEntry, as: 'e8m0'): Tensor<'e8m0'>;
+export function tensorFromSafetensors(entry: SafetensorsEntry, as?: 'int4' | 'fp4_e2m1' | 'e8m0'): Tensor;
+export function tensorFromSafetensors(entry: SafetensorsEntry, as?: 'int4' | 'fp4_e2m1' | 'e8m0'): Tensor {
   if (as !== undefined) {
     if (entry.dtype !== 'U8') throw new ArgumentError('as', `a U8 tensor to read as '${as}', but '${entry.name}' is ${entry.dtype}`, as);
     if (as === 'e8m0') return Tensor.fromBytes(entry.data, entry.shape, 'e8m0');

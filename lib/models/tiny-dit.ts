@@ -12,9 +12,9 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Module } from '../graph/module.js';
-import { declareReleaseSafe, releaseIntermediates } from '../graph/release.js';
+import { declareReleaseSafe } from '../graph/release.js';
 import { LayerNorm, Linear, MLP, SelfAttention, Sequential } from '../graph/layers.js';
-import { add } from '../graph/functional.js';
+import { add } from '../graph/elementwise.js';
 import { SeededRandom, syntheticLayer } from '../quant/synthetic.js';
 import { Tensor } from '../tensor.js';
 
@@ -44,17 +44,8 @@ export class TinyDitBlock extends Module {
   override async forward(...inputs: Tensor[]): Promise<Tensor> {
     if (inputs.length !== 1) throw new ArgumentError('inputs', 'exactly one input tensor for TinyDitBlock.forward', `${inputs.length} inputs`);
     const x = inputs[0];
-    const n1 = await this.child('norm1').call(x);
-    const a = await this.child('attn').call(n1);
-    releaseIntermediates(this, [n1], [x, a]);
-    const h = await add(x, a);
-    releaseIntermediates(this, [a], [x, h]);
-    const n2 = await this.child('norm2').call(h);
-    const m = await this.child('mlp').call(n2);
-    releaseIntermediates(this, [n2], [x, m]);
-    const y = await add(h, m);
-    releaseIntermediates(this, [h, m], [x, y]);
-    return y;
+    const h = await add(x, await this.child('attn').call(await this.child('norm1').call(x)));
+    return add(h, await this.child('mlp').call(await this.child('norm2').call(h)));
   }
 }
 declareReleaseSafe(TinyDitBlock);

@@ -66,6 +66,11 @@ export interface SVDQuantConfig {
   alphaSearchMaxSamples: number;
   /** Globs on dotted layer names (`*` within a segment, `**` across segments); matches are skipped. */
   exclude: string[];
+  /**
+   * The architecture's exclude table (presets.ts), applied on top of `exclude`: 'auto' (default: the
+   * preset of the model's diffusers class, if any), 'none', or a preset's name ('dit', ...).
+   */
+  preset: string;
   /** Skip layers with min(N, K) < minDim. Default 0. */
   minDim: number;
   /** Low-rank refinement iterations L ← SVD_r(Ŵ − Q(Ŵ − L)) (0: plain SVD). Default 0. */
@@ -105,6 +110,7 @@ export function defaultConfig(): SVDQuantConfig {
     betaCandidates: [...DEFAULT_BETA_CANDIDATES],
     alphaSearchMaxSamples: 1024,
     exclude: [],
+    preset: 'auto',
     minDim: 0,
     refineIterations: 0,
     gptq: false,
@@ -146,6 +152,7 @@ export function validateConfig(config: SVDQuantConfig): void {
     }
   }
   if (!isInt(config.alphaSearchMaxSamples, 0, 1 << 24)) throw new ArgumentError('config.alphaSearchMaxSamples', 'an integer in [0, 16777216]', config.alphaSearchMaxSamples);
+  if (typeof config.preset !== 'string' || config.preset.length === 0) throw new ArgumentError('config.preset', "'auto', 'none' or a preset name", config.preset);
   if (!Array.isArray(config.exclude) || !config.exclude.every((p) => typeof p === 'string' && p.length > 0)) {
     throw new ArgumentError('config.exclude', 'an array of non-empty glob strings', config.exclude);
   }

@@ -16,4 +16,6 @@ export type { QualityCell, QualityMethod, QualityOptions } from './quality.js';
 export { quantizeModel, parentCounts } from './quantize-model.js';
 // quantize(model, config, calibration) or quantize(tensor, format): one name for both.
 export { quantize, quantizeTensor } from './quantize.js';
-export type { QuantizeReport, QuantizeModelOptions, SkippedLayer, CalibrationData } from './quantize-model.js';
+export type { QuantizeReport, QuantizeModelOptions, SkippedLayer, CalibrationData, CalibrationBatch } from './quantize-model.js';
+export { PRESETS, resolvePreset, presetExclusion, modelClassName } from './presets.js';
+export type { QuantPreset, PresetRule } from './presets.js';

@@ -7,7 +7,7 @@ import { native, NativeScheme } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { FORMATS, MX_SCALE_RULES, groupsPerRow, paddedK } from '../formats/schemes.js';
 import type { ElementFormat, MxScaleRule } from '../formats/schemes.js';
-import type { QuantizedTensor } from '../formats/quantize.js';
+import type { CodeDType, QuantizedTensor, ScaleDType } from '../formats/quantize.js';
 import type { SvdMethod } from './config.js';
 
 const NATIVE_SCHEME: Record<ElementFormat, NativeScheme> = {
@@ -48,7 +48,7 @@ export async function svdTopR(w: Float32Array, n: number, k: number, r: number, 
   return { rank: r, up, down, sigma };
 }
 
-function allocQuantized(format: ElementFormat, n: number, k: number): { codes: Tensor; scales: Tensor } {
+function allocQuantized(format: ElementFormat, n: number, k: number): { codes: Tensor<CodeDType>; scales: Tensor<ScaleDType> } {
   const spec = FORMATS[format];
   return {
     codes: Tensor.zeros([n, paddedK(format, k)], spec.codeDType),
@@ -56,7 +56,7 @@ function allocQuantized(format: ElementFormat, n: number, k: number): { codes: T
   };
 }
 
-function quantizedTensor(format: ElementFormat, n: number, k: number, codes: Tensor, scales: Tensor, globalScale: number, rule: MxScaleRule): QuantizedTensor {
+function quantizedTensor(format: ElementFormat, n: number, k: number, codes: Tensor<CodeDType>, scales: Tensor<ScaleDType>, globalScale: number, rule: MxScaleRule): QuantizedTensor {
   return {
     format, shape: [n, k], group: FORMATS[format].group === 0 ? k : FORMATS[format].group,
     codes, scales, globalScale: format === 'nvfp4' ? globalScale : 1,

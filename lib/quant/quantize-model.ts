@@ -18,6 +18,7 @@ import type { ProgressCallback, SVDQuantConfig, SVDQuantConfigInput } from './co
 import { LayerStatsCollector } from './calibration.js';
 import { ErrorCorrectedLinear } from './error-corrected-linear.js';
 import { quantizeLinear, type LayerReport } from './quantize-layer.js';
+import { presetExclusion, resolvePreset } from './presets.js';
 
 export interface SkippedLayer {
   /** Dotted name of the module. */
@@ -30,6 +31,8 @@ export interface QuantizeReport {
   layers: LayerReport[];
   /** Every Linear (or already quantized layer) that was not quantized, with the reason. */
   skipped: SkippedLayer[];
+  /** The architecture preset applied (presets.ts), or null. */
+  preset: string | null;
   /** Calibration batches run through the model. */
   calibrationBatches: number;
   seconds: number;
@@ -40,7 +43,13 @@ export interface QuantizeModelOptions {
   onProgress?: ProgressCallback;
 }
 
-export type CalibrationData = AsyncIterable<Tensor[]> | Iterable<Tensor[]>;
+/**
+ * One calibration batch: the arguments of one `model.call` — an array (positional: `[x]` for a
+ * module of one input) or an object of named inputs (a diffusers model's keyword arguments, as
+ * Quark's `model(**data)`: `{ hidden_states, timestep, class_labels }`).
+ */
+export type CalibrationBatch = unknown[] | Record<string, unknown>;
+export type CalibrationData = AsyncIterable<CalibrationBatch> | Iterable<CalibrationBatch>;
 
 /**
  * How many parents reference each module (a module under several parents cannot be replaced at one
@@ -79,8 +88,9 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
   const cfg = resolveConfig(config);
   if (options.onProgress !== undefined) cfg.onProgress = options.onProgress;
   if (!isIterable(calibration) || typeof calibration === 'string') {
-    throw new ArgumentError('calibration', 'an iterable or async iterable of input arrays (Tensor[] per model.call)', calibration);
+    throw new ArgumentError('calibration', 'an iterable or async iterable of batches (an argument array or an object of named inputs per model.call)', calibration);
   }
+  const preset = resolvePreset(cfg.preset, model);
 
   // 1. Select.
   const parents = parentCounts(model);
@@ -105,6 +115,11 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
       skipped.push({ name, reason: d.reason });
       continue;
     }
+    const rule = preset === undefined ? undefined : presetExclusion(preset.preset, name);
+    if (rule !== undefined) {
+      skipped.push({ name, reason: `preset '${preset!.name}' (${rule.pattern}): ${rule.reason}` });
+      continue;
+    }
     const stats = new LayerStatsCollector(m.inFeatures, {
       hessian: cfg.gptq !== false, maxSamples: cfg.alphaSearchMaxSamples, seed: cfg.seed, name, threads: cfg.threads,
     });
@@ -116,13 +131,22 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
   let batches = 0;
   try {
     for (const t of targets) {
-      handles.push(t.layer.registerForwardHook((_m, inputs) => t.stats.observeAsync(inputs[0])));
+      // The statistics are copied out of the inputs: the hook keeps no tensor, so the model's
+      // intermediates are still freed early while calibrating.
+      handles.push(t.layer.registerForwardHook((_m, inputs) => t.stats.observeAsync(inputs[0]), { retainsTensors: false }));
     }
     for await (const batch of calibration as AsyncIterable<unknown>) {
-      if (!Array.isArray(batch) || !batch.every((x) => x instanceof Tensor)) {
-        throw new ArgumentError(`calibration[${batches}]`, 'an array of Tensors (the inputs of one model.call)', batch);
+      const isNamed = batch !== null && typeof batch === 'object' && !Array.isArray(batch) && !(batch instanceof Tensor);
+      if (!Array.isArray(batch) && !isNamed) {
+        throw new ArgumentError(`calibration[${batches}]`, 'an array of arguments or an object of named inputs (one model.call)', batch);
       }
-      await model.call(...(batch as Tensor[]));
+      try {
+        await (Array.isArray(batch) ? model.call(...batch) : model.call(batch));
+      } catch (e) {
+        // Name the batch: the model only knows its own argument names.
+        if (e instanceof ArgumentError) throw new ArgumentError(`calibration[${batches}]`, `inputs the model accepts (${e.message})`);
+        throw e;
+      }
       batches++;
     }
     for (const t of targets) await t.stats.flush();
@@ -154,5 +178,7 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     for (const d of done.reverse()) model.setSubmodule(d.name, d.previous);
     throw e;
   }
-  return { layers: results.map((r) => r.report), skipped, calibrationBatches: batches, seconds: (performance.now() - t0) / 1000 };
+  return {
+    layers: results.map((r) => r.report), skipped, preset: preset?.name ?? null, calibrationBatches: batches, seconds: (performance.now() - t0) / 1000,
+  };
 }

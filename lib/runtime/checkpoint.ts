@@ -1,5 +1,6 @@
 /**
- * SVDQuant checkpoints (DESIGN.md §7): canonical tensors in one safetensors file.
+ * SVDQuant checkpoints (DESIGN.md §7): a whole model in one safetensors file, quantized layers in
+ * their canonical form.
  *
  * Tensors, with P the module's dotted name (`name` alone for the root):
  *   ErrorCorrectedLinear  P.qweight   codes [N, Kp] (int4/fp4: U8 [N, Kp/2], two codes per byte, element
@@ -10,16 +11,18 @@
  *                         P.lora_down L_down F32 [r, K]    (only with rank > 0; Nunchaku's naming)
  *                         P.lora_up   L_up F32 [N, r]
  *                         P.bias      F32 [N]              (only with a bias)
- *   Linear                P.weight F32 [N, K], P.bias F32 [N] (if any)
- *   LayerNorm / RMSNorm   P.weight F32 [D], P.bias F32 [D] (LayerNorm with affine only)
+ *   every other module    its parameters and persistent buffers under their own names, F32
+ *                         (`P.weight`, `P.bias`, `P.scale_shift_table`: diffusers' keys for diffusers models)
  *
- * Other tensors (embeddings, norms, excluded layers carried over by `svdquant quantize`) may be
- * present when the metadata key `passthrough_tensors` lists them (a JSON array of names).
- *
- * `__metadata__` (string values): `format` = "svdquant.checkpoint", `format_version` = "1", and per
- * layer a key `layer:P` holding a JSON object: kind ('svdquant' | 'linear' | 'layernorm' | 'rmsnorm'),
- * and for 'svdquant' scheme, weight_format, group, rank, in_features, out_features, global_scale,
- * act_scale_rule, weight_scale_rule (or null), smooth, bias.
+ * `__metadata__` (string values): `format` = "svdquant.checkpoint", `format_version` = "2" (files of
+ * version 1, which held quantized layers, Linear and norm parameters, still load), per quantized
+ * layer a key `layer:P` holding a JSON object (kind 'svdquant', scheme, weight_format, group, rank,
+ * in_features, out_features, global_scale, act_scale_rule, weight_scale_rule or null, smooth, bias),
+ * `contents` = "model" when the file holds every parameter of the model (saveCheckpoint; loading it
+ * then requires every parameter), and `model_config` = the model's config (diffusers' config.json,
+ * with `_class_name`) when the model has one, so that the file alone rebuilds the model
+ * (loadModel in lib/models). Files written by `svdquant quantize` hold the quantized layers and list
+ * the other tensors they carried over under `passthrough_tensors`.
  *
  * Saving reads the reference layers (a NativeLinear's `source`), so it works with native inference
  * on or off. Loading validates the whole file against the model before changing anything; a failed
@@ -27,7 +30,7 @@
  */
 import { ArgumentError, FileFormatError, SvdquantError } from '../errors.js';
 import { Module } from '../graph/module.js';
-import { LayerNorm, Linear, RMSNorm } from '../graph/layers.js';
+import { Linear } from '../graph/layers.js';
 import { Tensor } from '../tensor.js';
 import { FORMATS, MX_SCALE_RULES, SCHEMES, SCHEME_NAMES, groupsPerRow, paddedK } from '../formats/schemes.js';
 import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
@@ -40,7 +43,19 @@ import type { SafetensorsDtype } from '../io/safetensors-format.js';
 import { tensorFromSafetensors, tensorToSafetensors } from '../io/tensor-bridge.js';
 
 export const CHECKPOINT_FORMAT = 'svdquant.checkpoint';
-export const CHECKPOINT_FORMAT_VERSION = '1';
+export const CHECKPOINT_FORMAT_VERSION = '2';
+const READABLE_VERSIONS = ['1', '2'];
+
+/** A model that knows its configuration (the models of lib/models: diffusers' config.json with `_class_name`). */
+export interface ConfiguredModel {
+  readonly config: Readonly<Record<string, unknown>> & { readonly _class_name: string };
+}
+
+/** The model's config if it has one (see ConfiguredModel), else undefined. */
+export function modelConfigOf(model: Module): ConfiguredModel['config'] | undefined {
+  const c = (model as Partial<ConfiguredModel>).config;
+  return c !== null && typeof c === 'object' && typeof c._class_name === 'string' ? c : undefined;
+}
 
 export interface SvdquantLayerMeta {
   kind: 'svdquant';
@@ -61,16 +76,25 @@ export interface NormMeta { kind: 'layernorm' | 'rmsnorm'; dim: number; affine: 
 export type CheckpointLayerMeta = SvdquantLayerMeta | LinearMeta | NormMeta;
 
 export interface SaveCheckpointReport {
-  /** Dotted names of the saved modules, in module order. */
+  /** Dotted names of the quantized layers, in module order. */
   layers: string[];
+  /** Names of the other tensors saved (parameters and persistent buffers). */
+  parameters: string[];
   tensors: number;
 }
 
+export interface SaveCheckpointOptions {
+  /** Extra `__metadata__` entries (string values; may not replace the format's own keys). */
+  metadata?: Record<string, string>;
+}
+
 export interface LoadCheckpointReport {
-  /** Dotted names of the modules that received data from the file. */
+  /** Dotted names of the quantized layers put into the model. */
   loaded: string[];
   /** Of those, the ones now holding an ErrorCorrectedLinear that were plain Linear before. */
   replaced: string[];
+  /** Names of the parameters and buffers assigned from the file. */
+  parameters: string[];
   formatVersion: string;
 }
 
@@ -94,42 +118,44 @@ export function quantizedLayerEntry(p: string, m: ErrorCorrectedLinear): { meta:
 
 /**
  * Metadata key listing (as a JSON array) tensors carried over unchanged from a source model file
- * (`svdquant quantize` keeps embeddings, norms and excluded layers this way). loadCheckpoint ignores
- * them: they belong to no module it restores.
+ * (`svdquant quantize` keeps embeddings, norms and excluded layers this way). loadCheckpoint assigns
+ * those that name a parameter of the model and ignores the others.
  */
 export const PASSTHROUGH_KEY = 'passthrough_tensors';
 
-/** Writes the model's checkpoint to `file` (atomically). */
-export async function saveCheckpoint(model: Module, file: string): Promise<SaveCheckpointReport> {
+const RESERVED_KEYS = new Set(['format', 'format_version', 'contents', 'model_config', PASSTHROUGH_KEY]);
+
+/** Writes the whole model's checkpoint to `file` (atomically): quantized layers canonical, every other parameter as it is. */
+export async function saveCheckpoint(model: Module, file: string, options: SaveCheckpointOptions = {}): Promise<SaveCheckpointReport> {
   if (!(model instanceof Module)) throw new ArgumentError('model', 'a Module', model);
   if (typeof file !== 'string' || file.length === 0) throw new ArgumentError('file', 'a non-empty file path string', file);
+  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { metadata }', options);
+  const extra = options.metadata ?? {};
+  for (const [k, v] of Object.entries(extra)) {
+    if (typeof v !== 'string' || RESERVED_KEYS.has(k) || k.startsWith('layer:')) throw new ArgumentError(`options.metadata.${k}`, 'a string value under a key the format does not use itself', v);
+  }
   const tensors: SafetensorsTensorInput[] = [];
-  const metadata: Record<string, string> = { format: CHECKPOINT_FORMAT, format_version: CHECKPOINT_FORMAT_VERSION };
+  const metadata: Record<string, string> = { ...extra, format: CHECKPOINT_FORMAT, format_version: CHECKPOINT_FORMAT_VERSION, contents: 'model' };
+  const config = modelConfigOf(model);
+  if (config !== undefined) metadata.model_config = JSON.stringify(config);
   const layers: string[] = [];
+  const parameters: string[] = [];
   for (const [p, m0] of model.namedModules()) {
     const m = m0 instanceof NativeLinear ? m0.source : m0;
-    let meta: CheckpointLayerMeta;
     if (m instanceof ErrorCorrectedLinear) {
       const entry = quantizedLayerEntry(p, m);
-      meta = entry.meta;
+      metadata[`layer:${p}`] = JSON.stringify(entry.meta);
       tensors.push(...entry.tensors);
-    } else if (m instanceof Linear) {
-      meta = { kind: 'linear', in_features: m.inFeatures, out_features: m.outFeatures, bias: m.bias !== null };
-      tensors.push(tensorToSafetensors(key(p, 'weight'), m.weight));
-      if (m.bias !== null) tensors.push(tensorToSafetensors(key(p, 'bias'), m.bias));
-    } else if (m instanceof LayerNorm) {
-      meta = { kind: 'layernorm', dim: m.dim, affine: m.weight !== null };
-      if (m.weight !== null) tensors.push(tensorToSafetensors(key(p, 'weight'), m.weight));
-      if (m.bias !== null) tensors.push(tensorToSafetensors(key(p, 'bias'), m.bias));
-    } else if (m instanceof RMSNorm) {
-      meta = { kind: 'rmsnorm', dim: m.dim, affine: true };
-      tensors.push(tensorToSafetensors(key(p, 'weight'), m.weight));
-    } else continue;
-    metadata[`layer:${p}`] = JSON.stringify(meta);
-    layers.push(p);
+      layers.push(p);
+      continue;
+    }
+    for (const [name, t] of m.ownTensors()) {
+      tensors.push(tensorToSafetensors(key(p, name), t.to('f32')));
+      parameters.push(key(p, name));
+    }
   }
   await writeSafetensors(file, tensors, metadata);
-  return { layers, tensors: tensors.length };
+  return { layers, parameters, tensors: tensors.length };
 }
 
 function bad(file: string, problem: string): FileFormatError {
@@ -202,11 +228,13 @@ function parseMeta(file: string, p: string, text: string): CheckpointLayerMeta {
 }
 
 /**
- * Reads `file` and puts its layers into `model`: a Linear (or ErrorCorrectedLinear) at a path the
- * checkpoint holds a quantized layer for is replaced by a new ErrorCorrectedLinear; plain Linear and
- * norm parameters are assigned. Modules the checkpoint does not mention are left alone. Everything is
- * read and checked first (tensor names, dtypes, shapes, finite values, metadata, module types and
- * sizes); only then is the model changed. Native layers must be disabled before loading.
+ * Reads `file` and puts it into `model`: a Linear (or ErrorCorrectedLinear) at a path the checkpoint
+ * holds a quantized layer for is replaced by a new ErrorCorrectedLinear; every other tensor is
+ * assigned to the parameter or buffer of the same dotted name (converted to f32). A tensor that
+ * names no parameter is an error (unless listed under `passthrough_tensors`); so is a missing
+ * parameter when the file says it holds the whole model. Everything is read and checked first
+ * (names, dtypes, shapes, finite values, metadata, module types and sizes); only then is the model
+ * changed. Native layers must be disabled before loading.
  */
 export async function loadCheckpoint(file: string, model: Module): Promise<LoadCheckpointReport> {
   if (typeof file !== 'string' || file.length === 0) throw new ArgumentError('file', 'a non-empty file path string', file);
@@ -215,10 +243,16 @@ export async function loadCheckpoint(file: string, model: Module): Promise<LoadC
   const mutations: (() => void)[] = [];
   const loaded: string[] = [];
   const replaced: string[] = [];
+  const assigned: string[] = [];
+  let version = '';
   try {
     const md = st.metadata;
     if (md.format !== CHECKPOINT_FORMAT) throw bad(file, `metadata 'format' is ${JSON.stringify(md.format)}: expected '${CHECKPOINT_FORMAT}'`);
-    if (md.format_version !== CHECKPOINT_FORMAT_VERSION) throw bad(file, `metadata 'format_version' is ${JSON.stringify(md.format_version)}: expected '${CHECKPOINT_FORMAT_VERSION}'`);
+    version = md.format_version;
+    if (!READABLE_VERSIONS.includes(version)) throw bad(file, `metadata 'format_version' is ${JSON.stringify(version)}: expected one of ${READABLE_VERSIONS.map((v) => `'${v}'`).join(', ')}`);
+    for (const m of model.modules()) {
+      if (m instanceof NativeLinear) throw new ArgumentError('model', 'no native layers while loading (call disableNativeInference first)');
+    }
     const expected = new Set<string>();
     const parents = parentCounts(model);
     const read = async (name: string, dtype: SafetensorsDtype, shape: readonly number[]): Promise<SafetensorsTensorData> => {
@@ -230,12 +264,13 @@ export async function loadCheckpoint(file: string, model: Module): Promise<LoadC
       }
       return st.readTensor(name);
     };
-    const readF32 = async (name: string, shape: readonly number[]): Promise<Tensor<'f32'>> => {
-      const t = tensorFromSafetensors(await read(name, 'F32', shape)) as Tensor<'f32'>;
+    const finite = (name: string, t: Tensor<'f32'>): Tensor<'f32'> => {
       const d = t.data;
       for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw bad(file, `tensor '${name}' holds a non-finite value (${d[i]}) at flat index ${i}: expected finite values`);
       return t;
     };
+    const readF32 = async (name: string, shape: readonly number[]): Promise<Tensor<'f32'>> =>
+      finite(name, tensorFromSafetensors(await read(name, 'F32', shape)) as Tensor<'f32'>);
     const target = (p: string): Module => {
       try {
         return model.getSubmodule(p);
@@ -243,85 +278,79 @@ export async function loadCheckpoint(file: string, model: Module): Promise<LoadC
         throw new ArgumentError('model', `a module at '${p}' (the checkpoint '${file}' holds a layer there)`);
       }
     };
+    // 1. Quantized layers (and, in version-1 files, the descriptions of Linear and norm layers).
+    const quantizedPrefixes: string[] = [];
     for (const mdKey of Object.keys(md)) {
       if (!mdKey.startsWith('layer:')) continue;
       const p = mdKey.slice('layer:'.length);
       const meta = parseMeta(file, p, md[mdKey]);
+      if (meta.kind !== 'svdquant') continue;
       const m = target(p);
-      if (m instanceof NativeLinear) throw new ArgumentError('model', `no native layers while loading (call disableNativeInference first; '${p}' is native)`);
-      if (meta.kind === 'svdquant') {
-        const n = meta.out_features, k = meta.in_features, r = meta.rank;
-        const fmt = SCHEMES[meta.scheme].weights;
-        if (!(m instanceof Linear || m instanceof ErrorCorrectedLinear) || m.inFeatures !== k || m.outFeatures !== n) {
-          throw new ArgumentError('model', `a Linear or ErrorCorrectedLinear (${k} → ${n}) at '${p}' for the checkpoint's quantized layer, found ${m.toString()}`);
-        }
-        if (p === '') throw new ArgumentError('model', 'a container: the checkpoint holds a quantized layer at the root, which cannot be replaced');
-        if ((parents.get(m) ?? 0) > 1) throw new ArgumentError('model', `a module at '${p}' with one parent (it is shared; replacing it at one path would split it)`);
-        const f = FORMATS[fmt];
-        const kp = paddedK(fmt, k);
-        const packed = f.codeDType !== 'i8';
-        const codesEntry = await read(key(p, 'qweight'), packed ? 'U8' : 'I8', [n, packed ? kp / 2 : kp]);
-        const codes = packed ? tensorFromSafetensors(codesEntry, f.codeDType as 'int4' | 'fp4_e2m1') : tensorFromSafetensors(codesEntry);
-        const scaleDt: SafetensorsDtype = f.scaleDType === 'f32' ? 'F32' : f.scaleDType === 'e8m0' ? 'U8' : 'F8_E4M3';
-        const scalesEntry = await read(key(p, 'wscales'), scaleDt, [n, groupsPerRow(fmt, k)]);
-        const scales = f.scaleDType === 'e8m0' ? tensorFromSafetensors(scalesEntry, 'e8m0') : tensorFromSafetensors(scalesEntry);
-        if (scales.dtype === 'f32') {
-          for (const v of scales.data as Float32Array) if (!Number.isFinite(v)) throw bad(file, `tensor '${key(p, 'wscales')}' holds a non-finite scale: expected finite values`);
-        }
-        const weight: QuantizedTensor = {
-          format: fmt, shape: [n, k], group: meta.group, codes, scales, globalScale: meta.global_scale,
-          ...(meta.weight_scale_rule !== null ? { scaleRule: meta.weight_scale_rule } : {}),
-        };
-        const smooth = meta.smooth ? await readF32(key(p, 'smooth'), [k]) : undefined;
-        const lDown = r > 0 ? await readF32(key(p, 'lora_down'), [r, k]) : undefined;
-        const lUp = r > 0 ? await readF32(key(p, 'lora_up'), [n, r]) : undefined;
-        const bias = meta.bias ? await readF32(key(p, 'bias'), [n]) : undefined;
-        let layer: ErrorCorrectedLinear;
-        try {
-          layer = new ErrorCorrectedLinear({
-            scheme: meta.scheme, weight, actScaleRule: meta.act_scale_rule,
-            ...(smooth ? { smooth } : {}), ...(lDown && lUp ? { lDown, lUp } : {}), ...(bias ? { bias } : {}),
-          });
-        } catch (e) {
-          throw bad(file, `layer '${p}' is not a valid SVDQuant layer: ${e instanceof Error ? e.message : String(e)}`);
-        }
-        mutations.push(() => void model.setSubmodule(p, layer));
-        if (m instanceof Linear) replaced.push(p);
-      } else if (meta.kind === 'linear') {
-        const n = meta.out_features, k = meta.in_features;
-        if (!(m instanceof Linear) || m.inFeatures !== k || m.outFeatures !== n) {
-          throw new ArgumentError('model', `a Linear (${k} → ${n}) at '${p}' for the checkpoint's linear layer, found ${m.toString()}`);
-        }
-        const w = await readF32(key(p, 'weight'), [n, k]);
-        const b = meta.bias ? await readF32(key(p, 'bias'), [n]) : null;
-        mutations.push(() => {
-          m.weight = w;
-          m.bias = b;
-        });
-      } else if (meta.kind === 'layernorm') {
-        if (!(m instanceof LayerNorm) || m.dim !== meta.dim || (m.weight !== null) !== meta.affine) {
-          throw new ArgumentError('model', `a LayerNorm(${meta.dim}, affine=${meta.affine}) at '${p}', found ${m.toString()}`);
-        }
-        if (meta.affine) {
-          const w = await readF32(key(p, 'weight'), [meta.dim]);
-          const b = await readF32(key(p, 'bias'), [meta.dim]);
-          mutations.push(() => {
-            m.weight = w;
-            m.bias = b;
-          });
-        }
-      } else {
-        if (!(m instanceof RMSNorm) || m.dim !== meta.dim) throw new ArgumentError('model', `an RMSNorm(${meta.dim}) at '${p}', found ${m.toString()}`);
-        const w = await readF32(key(p, 'weight'), [meta.dim]);
-        mutations.push(() => {
-          m.weight = w;
-        });
+      const n = meta.out_features, k = meta.in_features, r = meta.rank;
+      const fmt = SCHEMES[meta.scheme].weights;
+      if (!(m instanceof Linear || m instanceof ErrorCorrectedLinear) || m.inFeatures !== k || m.outFeatures !== n) {
+        throw new ArgumentError('model', `a Linear or ErrorCorrectedLinear (${k} → ${n}) at '${p}' for the checkpoint's quantized layer, found ${m.toString()}`);
       }
+      if (p === '') throw new ArgumentError('model', 'a container: the checkpoint holds a quantized layer at the root, which cannot be replaced');
+      if ((parents.get(m) ?? 0) > 1) throw new ArgumentError('model', `a module at '${p}' with one parent (it is shared; replacing it at one path would split it)`);
+      const f = FORMATS[fmt];
+      const kp = paddedK(fmt, k);
+      const packed = f.codeDType !== 'i8';
+      const codesEntry = await read(key(p, 'qweight'), packed ? 'U8' : 'I8', [n, packed ? kp / 2 : kp]);
+      const codes = (packed ? tensorFromSafetensors(codesEntry, f.codeDType as 'int4' | 'fp4_e2m1') : tensorFromSafetensors(codesEntry)) as QuantizedTensor['codes'];
+      const scaleDt: SafetensorsDtype = f.scaleDType === 'f32' ? 'F32' : f.scaleDType === 'e8m0' ? 'U8' : 'F8_E4M3';
+      const scalesEntry = await read(key(p, 'wscales'), scaleDt, [n, groupsPerRow(fmt, k)]);
+      const scales = (f.scaleDType === 'e8m0' ? tensorFromSafetensors(scalesEntry, 'e8m0') : tensorFromSafetensors(scalesEntry)) as QuantizedTensor['scales'];
+      if (scales.dtype === 'f32') {
+        for (const v of scales.data as Float32Array) if (!Number.isFinite(v)) throw bad(file, `tensor '${key(p, 'wscales')}' holds a non-finite scale: expected finite values`);
+      }
+      const weight: QuantizedTensor = {
+        format: fmt, shape: [n, k], group: meta.group, codes, scales, globalScale: meta.global_scale,
+        ...(meta.weight_scale_rule !== null ? { scaleRule: meta.weight_scale_rule } : {}),
+      };
+      const smooth = meta.smooth ? await readF32(key(p, 'smooth'), [k]) : undefined;
+      const lDown = r > 0 ? await readF32(key(p, 'lora_down'), [r, k]) : undefined;
+      const lUp = r > 0 ? await readF32(key(p, 'lora_up'), [n, r]) : undefined;
+      const bias = meta.bias ? await readF32(key(p, 'bias'), [n]) : undefined;
+      let layer: ErrorCorrectedLinear;
+      try {
+        layer = new ErrorCorrectedLinear({
+          scheme: meta.scheme, weight, actScaleRule: meta.act_scale_rule,
+          ...(smooth ? { smooth } : {}), ...(lDown && lUp ? { lDown, lUp } : {}), ...(bias ? { bias } : {}),
+        });
+      } catch (e) {
+        throw bad(file, `layer '${p}' is not a valid SVDQuant layer: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      mutations.push(() => void model.setSubmodule(p, layer));
+      if (m instanceof Linear) replaced.push(p);
       loaded.push(p);
+      quantizedPrefixes.push(p === '' ? '' : `${p}.`);
     }
+    // 2. Every other tensor: a parameter or buffer of the model (those of replaced layers excepted).
+    const underQuantized = (name: string): boolean => quantizedPrefixes.some((q) => name.startsWith(q));
+    const params = new Map<string, Tensor>();
+    for (const [name, t] of model.namedParameters()) if (!underQuantized(name)) params.set(name, t);
     const passthrough = parsePassthrough(file, md[PASSTHROUGH_KEY]);
-    for (const t of st.tensors) {
-      if (!expected.has(t.name) && !passthrough.has(t.name)) throw bad(file, `tensor '${t.name}' belongs to no layer described in the metadata`);
+    for (const info of st.tensors) {
+      if (expected.has(info.name)) continue;
+      const current = params.get(info.name);
+      if (current === undefined) {
+        if (passthrough.has(info.name)) continue;
+        throw bad(file, `tensor '${info.name}' belongs to no parameter of the model and no quantized layer described in the metadata`);
+      }
+      if (!(info.dtype === 'F32' || info.dtype === 'F16' || info.dtype === 'BF16') || info.shape.join() !== current.shape.join() || info.shape.length !== current.ndim) {
+        throw bad(file, `tensor '${info.name}' is ${info.dtype} [${info.shape.join(', ')}]: expected F32, F16 or BF16 [${current.shape.join(', ')}] for the model's parameter`);
+      }
+      expected.add(info.name);
+      const t = finite(info.name, tensorFromSafetensors(await st.readTensor(info.name)).to('f32'));
+      mutations.push(() => model.setParameterByPath(info.name, t));
+      assigned.push(info.name);
+    }
+    if (md.contents === 'model') {
+      const missing = [...params.keys()].filter((name) => !expected.has(name));
+      if (missing.length > 0) {
+        throw bad(file, `the file holds a whole model but lacks ${missing.length} of this model's parameters: ${missing.slice(0, 8).map((n) => `'${n}'`).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
+      }
     }
   } catch (e) {
     if (e instanceof SvdquantError) throw e;
@@ -330,5 +359,5 @@ export async function loadCheckpoint(file: string, model: Module): Promise<LoadC
     await st.close();
   }
   for (const apply of mutations) apply();
-  return { loaded, replaced, formatVersion: CHECKPOINT_FORMAT_VERSION };
+  return { loaded, replaced, parameters: assigned, formatVersion: version };
 }

@@ -22,8 +22,11 @@ import { native, packageRoot, type NativeGpuBackend } from '../native.js';
 export type GpuPlatform = 'cuda' | 'hip';
 export const GPU_PLATFORMS: readonly GpuPlatform[] = ['cuda', 'hip'];
 
-/** The GEMM path a device runs: portable dot products, NVIDIA mma.sync int8, AMD MFMA int8. */
-export type GpuMatrixPath = 'portable' | 'mma.sync' | 'mfma' | 'unknown';
+/**
+ * The GEMM path a device runs: portable dot products, NVIDIA mma.sync int8, AMD MFMA int8; 'none'
+ * when the library holds no code for the device (its target is not among `builtArchs`).
+ */
+export type GpuMatrixPath = 'portable' | 'mma.sync' | 'mfma' | 'none' | 'unknown';
 
 export interface GpuDeviceInfo {
   /** The device index (the `device` option of enableNativeInference and DeviceTensor.from). */
@@ -41,11 +44,13 @@ export interface GpuDeviceInfo {
   driverVersion: number;
   runtimeVersion: number;
   matrixPath: GpuMatrixPath;
+  /** The library holds code this device can run (else layers on it are refused, naming both targets). */
+  supported: boolean;
 }
 
 export interface GpuBackendReport {
   platform: GpuPlatform;
-  /** The library loaded, its ABI matches and it has at least one usable device. */
+  /** The library loaded, its ABI matches and it has at least one device it holds code for. */
   available: boolean;
   /** Why it is not available ('' when it is; a note when a device could not be queried). */
   reason: string;
@@ -85,18 +90,25 @@ const loaded = new Map<string, NativeGpuBackend>();
 async function probe(platform: GpuPlatform): Promise<{ report: GpuBackendReport; backend: NativeGpuBackend | null }> {
   const { path, source } = gpuLibraryPath(platform);
   const raw = await native().gpuProbe(platform, path);
+  const builtArchs = raw.builtArchs === '' ? [] : raw.builtArchs.split(',').map((a) => a.trim()).filter((a) => a !== '');
+  const devices: GpuDeviceInfo[] = raw.devices.map((d) => ({
+    index: d.index, name: d.name, arch: d.arch, totalMemory: d.totalMemory, freeMemory: d.freeMemory,
+    multiprocessors: d.multiprocessors, driverVersion: d.driverVersion, runtimeVersion: d.runtimeVersion,
+    matrixPath: d.matrixPath === -1 ? 'none' : MATRIX_PATHS[d.matrixPath] ?? 'unknown',
+    supported: d.matrixPath !== -1,
+  }));
+  // A library without code for any of the devices cannot run anything here.
+  const runnable = raw.available && devices.some((d) => d.supported);
+  let reason = raw.reason;
+  if (raw.available && !runnable) reason = devices.map((d) => unsupportedReason(d, path, builtArchs)).join('; ');
   const report: GpuBackendReport = {
     platform,
-    available: raw.available,
-    reason: raw.available ? raw.reason : source === 'env' ? `${raw.reason} (from ${ENV[platform]})` : raw.reason,
+    available: runnable,
+    reason: runnable ? reason : source === 'env' ? `${reason} (from ${ENV[platform]})` : reason,
     path,
     source,
-    builtArchs: raw.builtArchs === '' ? [] : raw.builtArchs.split(',').map((a) => a.trim()).filter((a) => a !== ''),
-    devices: raw.devices.map((d) => ({
-      index: d.index, name: d.name, arch: d.arch, totalMemory: d.totalMemory, freeMemory: d.freeMemory,
-      multiprocessors: d.multiprocessors, driverVersion: d.driverVersion, runtimeVersion: d.runtimeVersion,
-      matrixPath: MATRIX_PATHS[d.matrixPath] ?? 'unknown',
-    })),
+    builtArchs,
+    devices,
   };
   if (raw.backend !== null) loaded.set(`${platform}\0${path}`, raw.backend);
   return { report, backend: raw.backend };
@@ -116,7 +128,8 @@ export async function gpuBackends(): Promise<GpuBackendsReport> {
 /**
  * The loaded backend of `platform` with `device` present: probes (fresh, unless `cached` and the
  * library at the current path was loaded before) and throws BackendUnavailableError with the
- * reason otherwise. Internal: used by the GPU layer, DeviceTensor and the toggles.
+ * reason otherwise, or GpuDriverError naming both targets when the library holds no code for the
+ * device. Internal: used by the GPU layer, DeviceTensor and the toggles.
  */
 export async function requireGpuBackend(platform: GpuPlatform, device: number, cached = false): Promise<{ backend: NativeGpuBackend; report: GpuBackendReport | null }> {
   checkPlatform(platform, 'backend');
@@ -125,15 +138,24 @@ export async function requireGpuBackend(platform: GpuPlatform, device: number, c
     if (hit !== undefined) return { backend: hit, report: null };
   }
   const { report, backend } = await probe(platform);
+  const dev = report.devices.find((d) => d.index === device);
+  if (backend !== null && dev !== undefined && !dev.supported) throw new GpuDriverError(platform, deviceProblem(report, device), { device });
   if (!report.available || backend === null) throw new BackendUnavailableError(platform, report.reason);
   const why = deviceProblem(report, device);
   if (why !== '') throw new BackendUnavailableError(platform, why);
   return { backend, report };
 }
 
+/** Why the library at `path` cannot run on `d`, naming both targets. */
+function unsupportedReason(d: GpuDeviceInfo, path: string, builtArchs: string[]): string {
+  return `device ${d.index} is ${d.arch}, but ${path} holds code for ${builtArchs.join(', ') || 'no target'} only (rebuild it with --arch=${d.arch})`;
+}
+
 /** Why `device` cannot be used on an available backend ('' when it can). */
 export function deviceProblem(report: GpuBackendReport, device: number): string {
-  if (report.devices.some((d) => d.index === device)) return '';
+  const d = report.devices.find((x) => x.index === device);
+  if (d !== undefined && !d.supported) return unsupportedReason(d, report.path, report.builtArchs);
+  if (d !== undefined) return '';
   const n = report.devices.length;
   return `device ${device} does not exist (${n} ${n === 1 ? 'device' : 'devices'}: ${report.devices.map((d) => d.index).join(', ')})`;
 }

@@ -19,6 +19,7 @@
 #include "svdquant/gemm_f32.h"
 #include "svdquant/isa.h"
 #include "svdquant/ops.h"
+#include "svdquant/tensor_ops.h"
 #include "svdquant/thread_pool.h"
 
 namespace svdq_addon {
@@ -149,26 +150,30 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   return run_out_job(env, out, n, [=](float* y) { svdq::add_f32(a, b, n, y, svdq::shared_pool(threads)); }, keep);
 }
 
-// attention(q, k, v, batch, tokens, heads, headDim, scale, out|null, threads) -> Promise<void | Float32Array>
+// attention(q, k, v, batch, qTokens, kvTokens, heads, headDim, scale, keyBias|null, out|null, threads)
+//   -> Promise<void | Float32Array>
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t batch = get_int(info, 3, "batch", 0, kMaxElems);
-  const int64_t tokens = get_int(info, 4, "tokens", 0, kMaxElems);
-  const int64_t heads = get_int(info, 5, "heads", 0, 1 << 20);
-  const int64_t head_dim = get_int(info, 6, "headDim", 0, 1 << 20);
-  const double total = static_cast<double>(batch) * static_cast<double>(tokens) * static_cast<double>(heads) *
-                       static_cast<double>(head_dim);
-  if (total > static_cast<double>(kMaxElems)) throw_arg(env, "tokens", "batch · tokens · heads · headDim below 2^46");
-  const int64_t elems = batch * tokens * heads * head_dim;
-  const float* q = get_array<float>(info, 0, "q", napi_float32_array, elems, "Float32Array");
-  const float* k = get_array<float>(info, 1, "k", napi_float32_array, elems, "Float32Array");
-  const float* v = get_array<float>(info, 2, "v", napi_float32_array, elems, "Float32Array");
-  const float scale = static_cast<float>(get_number(info, 7, "scale"));
+  const int64_t q_tokens = get_int(info, 4, "qTokens", 0, kMaxElems);
+  const int64_t kv_tokens = get_int(info, 5, "kvTokens", 1, kMaxElems);
+  const int64_t heads = get_int(info, 6, "heads", 0, 1 << 20);
+  const int64_t head_dim = get_int(info, 7, "headDim", 0, 1 << 20);
+  const double width = static_cast<double>(heads) * static_cast<double>(head_dim);
+  if (static_cast<double>(batch) * static_cast<double>(std::max(q_tokens, kv_tokens)) * width > static_cast<double>(kMaxElems))
+    throw_arg(env, "qTokens", "batch · tokens · heads · headDim below 2^46");
+  const int64_t q_elems = batch * q_tokens * heads * head_dim, kv_elems = batch * kv_tokens * heads * head_dim;
+  const float* q = get_array<float>(info, 0, "q", napi_float32_array, q_elems, "Float32Array");
+  const float* k = get_array<float>(info, 1, "k", napi_float32_array, kv_elems, "Float32Array");
+  const float* v = get_array<float>(info, 2, "v", napi_float32_array, kv_elems, "Float32Array");
+  const float scale = static_cast<float>(get_number(info, 8, "scale"));
   std::vector<Napi::Value> keep{info[0], info[1], info[2]};
-  float* user_out = get_output(info, 8, "out", elems, keep);
-  const int threads = get_threads(info, 9);
-  return run_out_job(env, user_out, elems, [=](float* out) {
-    svdq::attention_f32(q, k, v, batch, tokens, heads, head_dim, scale, out, svdq::shared_pool(threads));
+  const float* key_bias = get_optional_f32(info, 9, "keyBias", batch * kv_tokens, keep);
+  float* user_out = get_output(info, 10, "out", q_elems, keep);
+  const int threads = get_threads(info, 11);
+  return run_out_job(env, user_out, q_elems, [=](float* out) {
+    svdq::attention_f32(q, k, v, batch, q_tokens, kv_tokens, heads, head_dim, scale, key_bias, out,
+                        svdq::shared_pool(threads));
   }, keep);
 }
 
@@ -248,6 +253,39 @@ Napi::Value LinearF32(const Napi::CallbackInfo& info) {
   }, keep);
 }
 
+// conv2d(packed, x, n, cin, h, w, kh, kw, strideH, strideW, padH, padW, bias|null, out|null, threads)
+//   -> Promise<void | Float32Array>: out [n, cout, ho, wo]; packed holds the weight as [cout, cin·kh·kw].
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<PackedPtr>>().CheckTypeTag(&kPackedTag))
+    throw_arg(env, "packed", "packed weights from packF32Weights");
+  PackedPtr packed = *info[0].As<Napi::External<PackedPtr>>().Data();
+  const int64_t n = get_int(info, 2, "n", 0, kMaxElems);
+  const int64_t cin = get_int(info, 3, "cin", 1, 1 << 20);
+  const int64_t h = get_int(info, 4, "h", 1, 1 << 20);
+  const int64_t w = get_int(info, 5, "w", 1, 1 << 20);
+  const int64_t kh = get_int(info, 6, "kh", 1, 1 << 10);
+  const int64_t kw = get_int(info, 7, "kw", 1, 1 << 10);
+  const int64_t sh = get_int(info, 8, "strideH", 1, 1 << 10);
+  const int64_t sw = get_int(info, 9, "strideW", 1, 1 << 10);
+  const int64_t ph = get_int(info, 10, "padH", 0, 1 << 10);
+  const int64_t pw = get_int(info, 11, "padW", 0, 1 << 10);
+  if (packed->k != cin * kh * kw) throw_arg(env, "packed", "weights of [cout, cin·kh·kw] = [*, " + std::to_string(cin * kh * kw) + "]");
+  if (h + 2 * ph < kh || w + 2 * pw < kw) throw_arg(env, "kh", "a kernel no larger than the padded input");
+  const int64_t ho = (h + 2 * ph - kh) / sh + 1, wo = (w + 2 * pw - kw) / sw + 1;
+  const double in_elems = static_cast<double>(n) * static_cast<double>(cin) * static_cast<double>(h) * static_cast<double>(w);
+  const double out_elems = static_cast<double>(n) * static_cast<double>(packed->n) * static_cast<double>(ho) * static_cast<double>(wo);
+  if (std::max(in_elems, out_elems) > static_cast<double>(kMaxElems)) throw_arg(env, "n", "input and output below 2^46 elements");
+  const float* x = get_array<float>(info, 1, "x", napi_float32_array, static_cast<int64_t>(in_elems), "Float32Array");
+  std::vector<Napi::Value> keep{info[1]};
+  const float* bias = get_optional_f32(info, 12, "bias", packed->n, keep);
+  float* user_out = get_output(info, 13, "out", static_cast<int64_t>(out_elems), keep);
+  const int threads = get_threads(info, 14);
+  return run_out_job(env, user_out, static_cast<int64_t>(out_elems), [=](float* out) {
+    svdq::conv2d_f32(x, n, cin, h, w, *packed, kh, kw, sh, sw, ph, pw, bias, out, svdq::shared_pool(threads));
+  }, keep);
+}
+
 }  // namespace
 
 std::shared_ptr<svdq::PackedF32> packed_f32_of(Napi::Env env, Napi::Value v, const char* name) {
@@ -267,6 +305,7 @@ void register_graph_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
   exports.Set("packF32Weights", Napi::Function::New(env, PackF32Weights, "packF32Weights"));
   exports.Set("linearF32", Napi::Function::New(env, LinearF32, "linearF32"));
+  exports.Set("conv2d", Napi::Function::New(env, Conv2d, "conv2d"));
 }
 
 }  // namespace svdq_addon

@@ -132,15 +132,18 @@ void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& po
   for_rows(n, 1, pool, [&](int64_t i0, int64_t i1) { k.add(a + i0, b + i0, i1 - i0, y + i0); });
 }
 
-void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
-                   int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool, Isa isa) {
-  require(batch >= 0 && tokens >= 0 && heads >= 0 && head_dim >= 0, "attention_f32: sizes must be >= 0");
+void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t q_tokens,
+                   int64_t kv_tokens, int64_t heads, int64_t head_dim, float scale, const float* key_bias,
+                   float* out, ThreadPool& pool, Isa isa) {
+  require(batch >= 0 && q_tokens >= 0 && kv_tokens >= 0 && heads >= 0 && head_dim >= 0,
+          "attention_f32: sizes must be >= 0");
   const OpsKernels& ok = ops_kernels_for(isa);
   const GemmF32Kernels& gk = gemm_f32_kernels_for(isa);
-  if (batch == 0 || tokens == 0 || heads == 0 || head_dim == 0) return;
+  if (batch == 0 || q_tokens == 0 || heads == 0 || head_dim == 0) return;
+  require(kv_tokens > 0, "attention_f32: at least one key");
   require(q != nullptr && k != nullptr && v != nullptr && out != nullptr, "attention_f32: null pointer");
   const int64_t d = heads * head_dim;
-  const int64_t T = tokens, hd = head_dim, mr = gk.mr, nr = gk.nr;
+  const int64_t Tq = q_tokens, T = kv_tokens, hd = head_dim, mr = gk.mr, nr = gk.nr;
   const int64_t groups = batch * heads;
 
   // 1. K_h as W of S = Q·Kᵀ ([T, hd]: T panels columns, k = hd) and V_h as W of O = P·V
@@ -153,7 +156,7 @@ void attention_f32(const float* q, const float* k, const float* v, int64_t batch
   const int64_t ktasks = ceil_div(kpanels, pgroup);
   pool.parallel_for(groups * (ktasks + 1), [&](int64_t t, int) {
     const int64_t g = t / (ktasks + 1), part = t % (ktasks + 1);
-    const int64_t base = (g / heads) * T * d + (g % heads) * hd;
+    const int64_t base = (g / heads) * T * d + (g % heads) * hd;  // of K and V
     if (part < ktasks) {
       const int64_t j0 = part * pgroup * nr, cols = std::min(pgroup * nr, T - j0);
       gk.pack_w(k + base + j0 * d, d, cols, hd, kpack.get() + g * kp_floats + j0 * hd);
@@ -163,8 +166,8 @@ void attention_f32(const float* q, const float* k, const float* v, int64_t batch
   });
 
   // 2. Tasks of (batch, head, block of queries): scores of the block kept near L2 size.
-  const int64_t qb = std::min(round_up(T, mr), std::max<int64_t>(mr, kScoreBlockFloats / T / mr * mr));
-  const int64_t qblocks = ceil_div(T, qb);
+  const int64_t qb = std::min(round_up(Tq, mr), std::max<int64_t>(mr, kScoreBlockFloats / T / mr * mr));
+  const int64_t qblocks = ceil_div(Tq, qb);
   // k-blocks of the two products, as the GEMM driver cuts them (none longer than kc).
   const int64_t nkb1 = ceil_div(hd, gk.kc), kcb1 = ceil_div(hd, nkb1);
   const int64_t nkb2 = ceil_div(T, gk.kc), kcb2 = ceil_div(T, nkb2);
@@ -173,8 +176,8 @@ void attention_f32(const float* q, const float* k, const float* v, int64_t batch
   const int64_t per_thread = qb * hd + 2 * qb * T;
   Buffer scratch(static_cast<size_t>(threads * per_thread));
   pool.parallel_for(groups * qblocks, [&](int64_t t, int thread) {
-    const int64_t g = t / qblocks, q0 = (t % qblocks) * qb, rows = std::min(qb, T - q0);
-    const int64_t base = (g / heads) * T * d + (g % heads) * hd;
+    const int64_t g = t / qblocks, q0 = (t % qblocks) * qb, rows = std::min(qb, Tq - q0);
+    const int64_t qbase = (g / heads) * Tq * d + (g % heads) * hd;  // of Q and the output
     float* xq = scratch.get() + thread * per_thread;
     float* s = xq + qb * hd;
     float* xp = s + qb * T;
@@ -182,7 +185,7 @@ void attention_f32(const float* q, const float* k, const float* v, int64_t batch
     const float* vp = vpack.get() + g * vp_floats;
     const int64_t slivers = ceil_div(rows, mr);
     // S = scale · Q_blk · K_hᵀ  [rows, T]
-    gk.pack_x(q + base + q0 * d, d, rows, hd, xq);
+    gk.pack_x(q + qbase + q0 * d, d, rows, hd, xq);
     for (int64_t p = 0; p < kpanels; ++p) {
       const int n = static_cast<int>(std::min(nr, T - p * nr));
       for (int64_t k0 = 0; k0 < hd; k0 += kcb1) {
@@ -195,11 +198,19 @@ void attention_f32(const float* q, const float* k, const float* v, int64_t batch
         }
       }
     }
+    // The key bias (a padding mask: 0 or a large negative value per key) is added to every row.
+    if (key_bias != nullptr) {
+      const float* kb = key_bias + (g / heads) * T;
+      for (int64_t r = 0; r < rows; ++r) {
+        float* sr = s + r * T;
+        for (int64_t j = 0; j < T; ++j) sr[j] += kb[j];
+      }
+    }
     // P = softmax(S) row by row, then packed as the X of the second product.
     ok.softmax_rows(s, rows, T, s);
     gk.pack_x(s, T, rows, T, xp);
     // O_blk = P · V_h  [rows, hd]
-    float* o = out + base + q0 * d;
+    float* o = out + qbase + q0 * d;
     for (int64_t p = 0; p < vpanels; ++p) {
       const int n = static_cast<int>(std::min(nr, hd - p * nr));
       for (int64_t k0 = 0; k0 < T; k0 += kcb2) {
@@ -237,7 +248,17 @@ void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& po
 }
 void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
                    int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool) {
-  attention_f32(q, k, v, batch, tokens, heads, head_dim, scale, out, pool, isa_choice().active);
+  attention_f32(q, k, v, batch, tokens, tokens, heads, head_dim, scale, nullptr, out, pool, isa_choice().active);
+}
+void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
+                   int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool, Isa isa) {
+  attention_f32(q, k, v, batch, tokens, tokens, heads, head_dim, scale, nullptr, out, pool, isa);
+}
+void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t q_tokens,
+                   int64_t kv_tokens, int64_t heads, int64_t head_dim, float scale, const float* key_bias,
+                   float* out, ThreadPool& pool) {
+  attention_f32(q, k, v, batch, q_tokens, kv_tokens, heads, head_dim, scale, key_bias, out, pool,
+                isa_choice().active);
 }
 
 }  // namespace svdq

@@ -3,6 +3,7 @@
 // the boundary; nothing here aborts the process.
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mutex>
@@ -45,7 +46,7 @@ int code_of(gpuError_t e) {
   if (e == gpuErrorNoDevice || e == gpuErrorInvalidDevice) return SVDQ_GPU_NO_DEVICE;
   if (e == gpuErrorInsufficientDriver || e == gpuErrorNoKernelImage || e == gpuErrorInvalidKernelImage)
     return SVDQ_GPU_DRIVER_MISMATCH;
-#if defined(SVDQ_CUDA)
+#if defined(SVDQ_CUDA) && !defined(SVDQ_EMU)
   if (e == cudaErrorUnsupportedPtxVersion || e == cudaErrorSystemDriverMismatch ||
       e == cudaErrorCompatNotSupportedOnDevice)
     return SVDQ_GPU_DRIVER_MISMATCH;
@@ -96,6 +97,60 @@ int device_path(int device) {
 #else
   return p.major >= 8 ? kPathMma : kPathDot;
 #endif
+}
+
+// The device's target as the build names it: "sm_90", "gfx942" (the HIP name without its feature
+// suffixes such as ":sramecc+:xnack-").
+std::string device_target(const gpuDeviceProp_t& p) {
+#if defined(SVDQ_HIP)
+  std::string a(p.gcnArchName);
+  return a.substr(0, a.find(':'));
+#else
+  return "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+#endif
+}
+
+// Whether this library holds code the device can run (SVDQ_BUILT_ARCHS, as build-gpu.mjs wrote it).
+//   NVIDIA: a cubin sm_XY runs on devices of the same major version and a minor >= Y (sm_XYa: on
+//           sm_XY only); PTX compute_XY is compiled by the driver for any device >= XY.
+//   AMD:    a code object runs only on its own gfx target.
+bool library_runs_on(const gpuDeviceProp_t& p) {
+  const std::string built = SVDQ_BUILT_ARCHS;
+  const std::string dev = device_target(p);
+  size_t start = 0;
+  while (start <= built.size()) {
+    size_t end = built.find(',', start);
+    if (end == std::string::npos) end = built.size();
+    std::string t = built.substr(start, end - start);
+    start = end + 1;
+    while (!t.empty() && t.front() == ' ') t.erase(0, 1);
+    while (!t.empty() && t.back() == ' ') t.pop_back();
+#if defined(SVDQ_HIP)
+    if (t == dev) return true;
+#else
+    const int have = p.major * 10 + p.minor;
+    const bool ptx = t.rfind("compute_", 0) == 0, cubin = t.rfind("sm_", 0) == 0;
+    if (!ptx && !cubin) continue;
+    const std::string digits = t.substr(ptx ? 8 : 3);
+    const bool specific = !digits.empty() && digits.back() == 'a';
+    const int v = atoi(digits.c_str());
+    if (v <= 0) continue;
+    if (ptx && v <= have) return true;
+    if (cubin && v / 10 == p.major && (specific ? v % 10 == p.minor : v % 10 <= p.minor)) return true;
+#endif
+  }
+  return false;
+}
+
+// SVDQ_GPU_DRIVER_MISMATCH naming the device's target and the library's when the library cannot run
+// on the device (no kernel could launch there); SVDQ_GPU_OK otherwise.
+int check_runnable(int device, const char* fn, svdq_gpu_status* status) {
+  gpuDeviceProp_t p;
+  GPU_TRY(gpuGetDeviceProperties(&p, device), "reading device properties");
+  if (library_runs_on(p)) return SVDQ_GPU_OK;
+  return set_status(status, SVDQ_GPU_DRIVER_MISMATCH,
+                    "%s: device %d is %s, but this %s library holds code for %s only (rebuild it with --arch=%s)", fn,
+                    device, device_target(p).c_str(), SVDQ_PLATFORM, SVDQ_BUILT_ARCHS, device_target(p).c_str());
 }
 
 int check_device(int device, svdq_gpu_status* status) {
@@ -316,7 +371,7 @@ int api_device_info(int device, svdq_gpu_device_info* info, svdq_gpu_status* sta
     (void)gpuDriverGetVersion(&info->driver_version);
     (void)gpuRuntimeGetVersion(&info->runtime_version);
     (void)gpuGetLastError();
-    info->matrix_path = device_path(device);
+    info->matrix_path = library_runs_on(p) ? device_path(device) : -1;
     return ok(status);
   });
 }
@@ -406,6 +461,8 @@ int api_layer_create(int device, const svdq_gpu_layer_desc* desc, svdq_gpu_layer
     int rc = repack_layer(*desc, f, msg);
     if (rc != SVDQ_GPU_OK) return set_status(status, rc, "%s", msg.c_str());
     rc = check_device(device, status);
+    if (rc != SVDQ_GPU_OK) return rc;
+    rc = check_runnable(device, "layer_create", status);
     if (rc != SVDQ_GPU_OK) return rc;
     svdq_gpu_layer* L = new svdq_gpu_layer();
     L->device = device;

@@ -4,11 +4,17 @@
 //   - nvcc            (__CUDACC__, no __HIP_PLATFORM_AMD__): the CUDA runtime, warp size 32;
 //   - hipcc for AMD   (__HIP_PLATFORM_AMD__):                the HIP runtime, wavefront 64 on CDNA
 //                     (32 on RDNA; device code asks __AMDGCN_WAVEFRONT_SIZE).
+//   - the emulator    (SVDQ_EMU, any host compiler):         emu/emu_runtime.h, the same kernels on
+//                     the CPU, threads as fibers, for one CUDA or HIP target (the "flavour").
 // It is our own (Debian's ROCm 5.2 "HIP on NVIDIA" headers do not compile against CUDA 13).
-// Host code uses only the gpu* names below; device code uses gpu_shfl_xor and the SVDQ_* macros.
+// Host code uses only the gpu* names below; device code uses gpu_shfl_xor, the SVDQ_* macros and the
+// matrix instructions of gpu_matrix.h. Launches are written SVDQ_LAUNCH(grid, block, smem, stream,
+// kernel)(args...), dynamic shared memory SVDQ_DYNAMIC_SHARED(type, name).
 #pragma once
 
-#if defined(__HIP_PLATFORM_AMD__) || defined(__HIPCC__)
+#if defined(SVDQ_EMU)
+#include "emu/emu_runtime.h"
+#elif defined(__HIP_PLATFORM_AMD__) || defined(__HIPCC__)
 #define SVDQ_HIP 1
 #include <hip/hip_runtime.h>
 #else
@@ -18,7 +24,9 @@
 
 #include <stdint.h>
 
-#if defined(SVDQ_HIP)
+#if defined(SVDQ_EMU)
+// (emu_runtime.h defines the gpu* names itself.)
+#elif defined(SVDQ_HIP)
 #define SVDQ_PLATFORM "hip"
 typedef hipError_t gpuError_t;
 typedef hipStream_t gpuStream_t;
@@ -116,6 +124,11 @@ typedef cudaDeviceProp gpuDeviceProp_t;
 #define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute(f, a, v)
 #endif
 
+#if !defined(SVDQ_EMU)
+#define SVDQ_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define SVDQ_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 // ---- device side ---------------------------------------------------------------------------------
 
 // Threads per block of the GEMM and quantize kernels: four warps (CUDA) or four CDNA wavefronts.
@@ -125,34 +138,98 @@ typedef cudaDeviceProp gpuDeviceProp_t;
 #define SVDQ_BLOCK 128
 #endif
 
+// SVDQ_DEVICE_PASS: this is device code (a CUDA/HIP device pass, or the emulator), not the host pass.
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(SVDQ_EMU)
+#define SVDQ_DEVICE_PASS 1
+#endif
+
+// The target of the device pass: SVDQ_SM (e.g. 800, 900; 0 when not NVIDIA) and SVDQ_GFX (e.g.
+// 0x90a, 0x942; 0 when not AMD). The emulator's flavour sets them as the compilers would.
+#if defined(SVDQ_EMU_SM)
+#define SVDQ_SM SVDQ_EMU_SM
+#elif defined(__CUDA_ARCH__)
+#define SVDQ_SM __CUDA_ARCH__
+#else
+#define SVDQ_SM 0
+#endif
+#if defined(SVDQ_EMU_GFX)
+#define SVDQ_GFX SVDQ_EMU_GFX
+#elif defined(__gfx908__)
+#define SVDQ_GFX 0x908
+#elif defined(__gfx90a__)
+#define SVDQ_GFX 0x90a
+#elif defined(__gfx940__)
+#define SVDQ_GFX 0x940
+#elif defined(__gfx941__)
+#define SVDQ_GFX 0x941
+#elif defined(__gfx942__)
+#define SVDQ_GFX 0x942
+#elif defined(__gfx950__)
+#define SVDQ_GFX 0x950
+#else
+#define SVDQ_GFX 0
+#endif
+
 // Which matrix-core instruction the device pass compiling this code has (0: none, portable path).
 //   1: NVIDIA mma.sync m16n8k32 / m16n8k16 s8 (sm_80 and newer)
 //   2: AMD MFMA i32_16x16x16i8 (CDNA1/2: gfx908, gfx90a)
-//   3: AMD MFMA i32_16x16x32_i8 (CDNA3: gfx940, gfx941, gfx942)
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 800)
+//   3: AMD MFMA i32_16x16x32_i8 and i32_32x32x16_i8 (CDNA3: gfx940, gfx941, gfx942)
+#if SVDQ_SM >= 800
 #define SVDQ_DEVICE_MMA 1
-#elif defined(__gfx908__) || defined(__gfx90a__)
+#elif SVDQ_GFX == 0x908 || SVDQ_GFX == 0x90a
 #define SVDQ_DEVICE_MMA 2
-#elif defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)
+#elif SVDQ_GFX >= 0x940 && SVDQ_GFX <= 0x942
 #define SVDQ_DEVICE_MMA 3
 #else
 #define SVDQ_DEVICE_MMA 0
 #endif
 
 // NVIDIA's dp4a (sm_61+): 4-way int8 dot product with int32 accumulate.
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 610)
+#if SVDQ_SM >= 610
 #define SVDQ_HAS_DP4A 1
 #endif
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
+#if defined(__CUDACC__) || defined(__HIPCC__) || defined(SVDQ_EMU)
 // XOR shuffle within aligned groups of `width` lanes (width a power of two <= 16 here, so it is
 // the same on 32- and 64-lane hardware). All lanes of the warp must call it.
 template <typename T>
 __device__ __forceinline__ T gpu_shfl_xor(T v, int lane_mask, int width) {
-#if defined(SVDQ_HIP)
+#if defined(SVDQ_EMU)
+  return ::svdq_emu::shfl_xor(v, lane_mask, width);
+#elif defined(SVDQ_HIP)
   return __shfl_xor(v, lane_mask, width);
 #else
   return __shfl_xor_sync(0xffffffffu, v, lane_mask, width);
+#endif
+}
+
+// Asynchronous 16-byte copies from global to shared memory: cp.async.cg on NVIDIA sm_80+ (issue,
+// commit a group, wait until at most N committed groups are in flight); elsewhere a plain copy and
+// the waits do nothing. `valid` false writes 16 zero bytes and reads nothing (src must still be a
+// mapped address). dst and src are 16-byte aligned.
+__device__ __forceinline__ void gpu_cp_async16(void* dst, const void* src, bool valid) {
+#if SVDQ_SM >= 800 && defined(SVDQ_EMU)
+  ::svdq_emu::cp_async(dst, src, 16, valid ? 16 : 0);
+#elif SVDQ_SM >= 800
+  const unsigned int d = static_cast<unsigned int>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+#else
+  *static_cast<uint4*>(dst) = valid ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
+#endif
+}
+__device__ __forceinline__ void gpu_cp_async_commit() {
+#if SVDQ_SM >= 800 && defined(SVDQ_EMU)
+  ::svdq_emu::cp_async_commit();
+#elif SVDQ_SM >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void gpu_cp_async_wait() {
+#if SVDQ_SM >= 800 && defined(SVDQ_EMU)
+  ::svdq_emu::cp_async_wait(N);
+#elif SVDQ_SM >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
 

@@ -3,8 +3,9 @@
 //
 // ## GPU kernel format (built by repack_layer on the host, uploaded once at layer creation)
 //
-// Tiles: output columns in tiles of kTileN = 64 (N padded to np), K padded with zero codes to
-// kp = a multiple of kChunkK = 64 (so every group of 16, 32 or 64 lies inside one K chunk).
+// Tiles: output columns in tiles of kTileN = 64, N padded to np = a multiple of kBlockN = 128 (the
+// GEMM's block width: two format tiles), K padded with zero codes to kp = a multiple of
+// kChunkK = 64 (so every group of 16, 32 or 64 lies inside one K chunk).
 //   w         4-bit schemes: [np/64][kp/64][64 columns][32 bytes]: the 64 codes of one column in one
 //             K chunk, element 2i in the low nibble of byte i (INT4 two's complement, E2M1 codes as
 //             they are). One tile (column tile × K chunk) is one contiguous 2 KiB block, read with
@@ -19,8 +20,9 @@
 //   bias      fp32 [np] (empty when absent)
 //
 // Quantized activations (per forward call, device scratch):
-//   codes     int8 [M][kp]: INT4 / INT8 codes, or 2·E2M1 values (all exact int8)
-//   scale     fp32 [groups_pad][mp] (mp = M rounded up to 64): s_x (w4a4, w8a8: group 0), the
+//   codes     4-bit schemes: uint8 [M][kp/2], packed like the weights (INT4 two's complement nibbles,
+//             E2M1 codes; element 2i in the low nibble of byte i). w8a8: int8 [M][kp].
+//   scale     fp32 [groups_pad][mp] (mp = M rounded up to kTileM = 128): s_x (w4a4, w8a8: group 0), the
 //             decoded E4M3 block scale (nvfp4), e_x − 256 (mxfp4); NaN for a non-finite group
 //   row_scale fp32 [mp]: nvfp4's α_m = fl(1/(4·G_x,m·G_w))
 //   down      fp32 [mp][rank]: D = X̂·L_downᵀ
@@ -37,8 +39,9 @@
 
 namespace svdq_gpu {
 
-constexpr int kTileM = 64;       // GEMM token rows per block
-constexpr int kTileN = 64;       // GEMM output columns per block (and the column padding)
+constexpr int kTileM = 128;      // GEMM token rows per block (and the padding of the activation scales)
+constexpr int kTileN = 64;       // output columns per weight-format tile
+constexpr int kBlockN = 128;     // GEMM output columns per block (and the column padding)
 constexpr int kChunkK = 64;      // K per GEMM main-loop step (and the K padding)
 constexpr int kQuantRows = 8;    // token rows per quantize_act block
 constexpr int kQuantChunk = 256; // K elements per quantize_act step

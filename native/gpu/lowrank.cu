@@ -19,7 +19,9 @@ __global__ void __launch_bounds__(256) lowrank_up_kernel(LayerView L, const floa
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * TM, n0 = static_cast<int64_t>(blockIdx.x) * TN;
   const int64_t R = L.rank, N = L.n;
   float u[4][4];
+#pragma unroll
   for (int i = 0; i < 4; ++i)
+#pragma unroll
     for (int j = 0; j < 4; ++j) u[i][j] = 0.0f;
   for (int64_t rc = 0; rc < R; rc += RC) {
     __syncthreads();
@@ -30,14 +32,22 @@ __global__ void __launch_bounds__(256) lowrank_up_kernel(LayerView L, const floa
     }
     __syncthreads();
     const int qn = R - rc < RC ? static_cast<int>(R - rc) : RC;
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j) {
-        float s = u[i][j];
-        for (int q = 0; q < qn; ++q) s = fma_rn(Ds[tm + 16 * i][q], Ls[tn + 16 * j][q], s);
-        u[i][j] = s;
+    for (int q = 0; q < qn; ++q) {  // r outermost: each output's chain stays in r order
+      float d[4], l[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        d[i] = Ds[tm + 16 * i][q];
+        l[i] = Ls[tn + 16 * i][q];
       }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) u[i][j] = fma_rn(d[i], l[j], u[i][j]);
+    }
   }
+#pragma unroll
   for (int i = 0; i < 4; ++i)
+#pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int64_t m = m0 + tm + 16 * i, n = n0 + tn + 16 * j;
       if (m < M && n < N) U[m * N + n] = u[i][j];
@@ -61,7 +71,7 @@ gpuError_t launch_lowrank_up(const LayerView& L, const float* D, int64_t m, floa
   if (m <= 0 || L.rank <= 0) return gpuSuccess;
   if ((m + TM - 1) / TM > 65535) return gpuErrorInvalidValue;
   const dim3 grid(static_cast<unsigned int>(L.np / TN), static_cast<unsigned int>((m + TM - 1) / TM));
-  lowrank_up_kernel<<<grid, 256, 0, stream>>>(L, D, m, U);
+  SVDQ_LAUNCH(grid, 256, 0, stream, lowrank_up_kernel)(L, D, m, U);
   return gpuGetLastError();
 }
 
@@ -70,7 +80,7 @@ gpuError_t launch_finish(const LayerView& L, const float* U, int64_t m, float* Y
   if (total <= 0 || (U == nullptr && !L.has_bias)) return gpuSuccess;
   int64_t blocks = (total + 255) / 256;
   if (blocks > 65535) blocks = 65535;
-  finish_kernel<<<static_cast<unsigned int>(blocks), 256, 0, stream>>>(L, U, total, Y);
+  SVDQ_LAUNCH(static_cast<unsigned int>(blocks), 256, 0, stream, finish_kernel)(L, U, total, Y);
   return gpuGetLastError();
 }
 

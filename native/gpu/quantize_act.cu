@@ -1,7 +1,8 @@
 // quantize_act (DESIGN.md §5 step 1) on the GPU: one block of 256 threads per 8 token rows reads X
-// once in K chunks of 256: X̂ = X/λ (one fp32 division per element), the activation codes and group
-// scales in the GEMM's int8 form (the rules of formats.h, via gpu_codecs.h: bit-identical to the CPU
-// quantizers), and D = X̂·L_downᵀ from the same chunk while it is in shared memory.
+// once in K chunks of 256: X̂ = X/λ (one fp32 division per element), the activation codes (packed at
+// 4 bits for the 4-bit schemes, int8 for w8a8) and group scales (the rules of formats.h, via
+// gpu_codecs.h: bit-identical to the CPU quantizers), and D = X̂·L_downᵀ from the same chunk while it
+// is in shared memory.
 //
 // D's sums: with rows·rank >= 256 (rows: the block's tokens, at most 8) every (row, r) is one fp32
 // fma chain in k order, exactly as on the CPU. With fewer pairs, each chunk's k range is split over
@@ -34,7 +35,7 @@ __global__ void __launch_bounds__(NT) quantize_act_kernel(LayerView L, const flo
   __shared__ float part[NT];
   __shared__ unsigned int row_max[RB];
   __shared__ float row_param[RB];  // nvfp4: G_x; w8a8: s_x
-  extern __shared__ float dacc[];   // [RB][rank]
+  SVDQ_DYNAMIC_SHARED(float, dacc);  // [RB][rank]
 
   const int tid = threadIdx.x;
   const int64_t M = A.m;
@@ -103,6 +104,7 @@ __global__ void __launch_bounds__(NT) quantize_act_kernel(LayerView L, const flo
         const int64_t m = m0 + i, kk = c0 + cc;
         float v[4];
         unsigned int mx = 0u;
+        #pragma unroll
         for (int j = 0; j < 4; ++j) {
           v[j] = xs[i][cc + j];
           const unsigned int a = bits_of(v[j]) & 0x7FFFFFFFu;
@@ -121,13 +123,15 @@ __global__ void __launch_bounds__(NT) quantize_act_kernel(LayerView L, const flo
           const float s = nonfinite ? float_of(kNanBits) : div_rn(amax, 7.0f);
           stored = s;
           if (!nonfinite && s != 0.0f)
+            #pragma unroll
             for (int j = 0; j < 4; ++j) q[j] = int_round_clamp(div_rn(v[j], s), -8.0f, 7.0f);
         } else if (scheme == kMxfp4) {
           const uint32_t b = nonfinite ? kE8M0Nan : e8m0_scale_for_amax(amax, L.act_rule);
           stored = nonfinite ? float_of(kNanBits) : static_cast<float>(static_cast<int>(b) - 256);
           if (!nonfinite) {
             const float inv = e8m0_reciprocal(b);
-            for (int j = 0; j < 4; ++j) q[j] = e2m1x2_of_code(e2m1_encode(mul_rn(v[j], inv)));
+            #pragma unroll
+            for (int j = 0; j < 4; ++j) q[j] = static_cast<int32_t>(e2m1_encode(mul_rn(v[j], inv)));
           }
         } else if (scheme == kNvfp4) {
           const float gx = row_param[i];
@@ -135,18 +139,26 @@ __global__ void __launch_bounds__(NT) quantize_act_kernel(LayerView L, const flo
           stored = e4m3_decode(b);
           if (!nonfinite && b != 0) {
             const float d = div_rn(e4m3_decode(b), gx);
-            for (int j = 0; j < 4; ++j) q[j] = e2m1x2_of_code(e2m1_encode(div_rn(v[j], d)));
+            #pragma unroll
+            for (int j = 0; j < 4; ++j) q[j] = static_cast<int32_t>(e2m1_encode(div_rn(v[j], d)));
           }
         } else {  // w8a8: the row scale from the first pass
           const float s = row_param[i];
           if (s == s && s != 0.0f)
+            #pragma unroll
             for (int j = 0; j < 4; ++j) q[j] = int_round_clamp(div_rn(v[j], s), -128.0f, 127.0f);
         }
         if (m < M && kk < L.kp) {
-          const uint32_t word = (static_cast<uint32_t>(q[0]) & 0xFFu) | ((static_cast<uint32_t>(q[1]) & 0xFFu) << 8) |
-                                ((static_cast<uint32_t>(q[2]) & 0xFFu) << 16) | (static_cast<uint32_t>(q[3]) << 24);
-          *reinterpret_cast<uint32_t*>(A.codes + m * L.kp + kk) = word;
-          if (scheme != kW8A8 && (cc % gs) == 0) A.scale[(kk / gs) * A.mp + m] = stored;
+          if (scheme == kW8A8) {
+            const uint32_t word = (static_cast<uint32_t>(q[0]) & 0xFFu) | ((static_cast<uint32_t>(q[1]) & 0xFFu) << 8) |
+                                  ((static_cast<uint32_t>(q[2]) & 0xFFu) << 16) | (static_cast<uint32_t>(q[3]) << 24);
+            *reinterpret_cast<uint32_t*>(A.codes + m * L.kp + kk) = word;
+          } else {  // four 4-bit codes (INT4 nibbles, E2M1 codes) in two bytes, as the weights are packed
+            const uint32_t half = (static_cast<uint32_t>(q[0]) & 0xFu) | ((static_cast<uint32_t>(q[1]) & 0xFu) << 4) |
+                                  ((static_cast<uint32_t>(q[2]) & 0xFu) << 8) | ((static_cast<uint32_t>(q[3]) & 0xFu) << 12);
+            *reinterpret_cast<uint16_t*>(A.codes + m * (L.kp / 2) + kk / 2) = static_cast<uint16_t>(half);
+            if ((cc % gs) == 0) A.scale[(kk / gs) * A.mp + m] = stored;
+          }
         }
       }
     }
@@ -197,7 +209,7 @@ gpuError_t launch_quantize_act(const LayerView& L, const float* X, const ActsVie
   const bool do_down = down && L.rank > 0;
   const size_t smem = do_down ? static_cast<size_t>(kQuantRows * L.rank) * sizeof(float) : 0;
   const unsigned int blocks = static_cast<unsigned int>((A.m + kQuantRows - 1) / kQuantRows);
-  quantize_act_kernel<<<blocks, kQuantThreads, smem, stream>>>(L, X, A, quant ? 1 : 0, do_down ? 1 : 0);
+  SVDQ_LAUNCH(blocks, kQuantThreads, smem, stream, quantize_act_kernel)(L, X, A, quant ? 1 : 0, do_down ? 1 : 0);
   return gpuGetLastError();
 }
 

@@ -64,7 +64,7 @@ int repack_layer(const svdq_gpu_layer_desc& d, HostFormat& f, std::string& messa
   f.rank = d.rank;
   f.group = scheme_group(d.scheme);
   f.kp = round_up(d.k, kChunkK);
-  f.np = round_up(d.n, kTileN);
+  f.np = round_up(d.n, kBlockN);
   f.act_rule = d.act_mx_rule;
   f.w_global_scale = d.scheme == kNvfp4 ? d.w_global_scale : 1.0f;
   const int64_t n = d.n, k = d.k, kp = f.kp, np = f.np, R = d.rank;

@@ -92,7 +92,8 @@ function formatGpu(r: GpuBackendReport): string {
   out += formatTable(rows, '  ');
   for (const d of r.devices) {
     out += `  [${d.index}] ${displayText(d.name)} (${displayText(d.arch)}), ${formatBytes(d.totalMemory)} total, ${formatBytes(d.freeMemory)} free, ` +
-      `${d.multiprocessors} multiprocessors, driver ${d.driverVersion}, runtime ${d.runtimeVersion}, matrix path ${d.matrixPath}\n`;
+      `${d.multiprocessors} multiprocessors, driver ${d.driverVersion}, runtime ${d.runtimeVersion}, ` +
+      (d.supported ? `matrix path ${d.matrixPath}\n` : `not supported: the library holds no code for ${displayText(d.arch)} (built for ${r.builtArchs.join(', ')})\n`);
   }
   return out;
 }

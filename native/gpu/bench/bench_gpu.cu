@@ -1,5 +1,6 @@
 // GPU benchmark of the SVDQuant layer (build-gpu/bench_gpu_cuda, build-gpu/bench_gpu_hip).
 //   bench_gpu_<platform> [--schemes=mxfp4,w4a4] [--rank=32] [--iters=7] [--warmup=3] [--quick]
+//                        [--ms=1,256,4096] [--kn=3072x3072,3072x12288]
 // Times the whole layer (quantize_act + GEMM + low-rank branch) with events on the layer's stream,
 // for each scheme, M in {1, 256, 1024, 4096} and (K, N) in {(3072, 3072), (3072, 12288),
 // (12288, 3072)}: low-rank modes fused / side / unfused at the given rank, and rank 0. Prints a
@@ -54,6 +55,23 @@ int main(int argc, char** argv) {
   std::vector<int64_t> Ms = {1, 256, 1024, 4096};
   std::vector<std::pair<int64_t, int64_t>> KN = {{3072, 3072}, {3072, 12288}, {12288, 3072}};
   if (quick) { Ms = {1, 256}; KN = {{3072, 3072}}; }
+  if (const char* v = arg(argc, argv, "--ms")) {
+    Ms.clear();
+    for (const char* p = v; *p != '\0';) {
+      Ms.push_back(strtoll(p, const_cast<char**>(&p), 10));
+      if (*p == ',') ++p; else break;
+    }
+  }
+  if (const char* v = arg(argc, argv, "--kn")) {
+    KN.clear();
+    for (const char* p = v; *p != '\0';) {
+      const int64_t k = strtoll(p, const_cast<char**>(&p), 10);
+      if (*p != 'x') break;
+      const int64_t n = strtoll(p + 1, const_cast<char**>(&p), 10);
+      KN.push_back({k, n});
+      if (*p == ',') ++p; else break;
+    }
+  }
   printf("# svdquant GPU layer benchmark — %s (%s), %s backend, matrix path %d\n\n", info.name, info.arch, api->platform,
          info.matrix_path);
   printf("| scheme | M | K | N | rank | mode | median ms | TOPS |\n|---|---|---|---|---|---|---|---|\n");

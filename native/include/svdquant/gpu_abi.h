@@ -49,7 +49,9 @@ typedef struct svdq_gpu_device_info {
   int multiprocessors;        // SMs / CUs
   int driver_version;         // as the runtime reports it (CUDA: 12040 = 12.4; HIP: its number)
   int runtime_version;
-  // The GEMM path this device runs: 0 portable dot products, 1 NVIDIA mma.sync int8, 2 AMD MFMA int8.
+  // The GEMM path this device runs: 0 portable dot products, 1 NVIDIA mma.sync int8, 2 AMD MFMA int8;
+  // -1 when the library holds no code the device can run (built_archs lacks its target), in which
+  // case layer_create refuses the device with SVDQ_GPU_DRIVER_MISMATCH naming both targets.
   int matrix_path;
 } svdq_gpu_device_info;
 

@@ -101,6 +101,14 @@ void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& po
 void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
                    int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool);
 
+// The general form: q and out are [batch, q_tokens, heads·head_dim], k and v [batch, kv_tokens,
+// heads·head_dim] (cross-attention), and key_bias (nullable, [batch, kv_tokens]) is added to every
+// score row of its batch before the softmax (a key padding mask: 0 to keep, a large negative value
+// to drop a key, as diffusers' (1 - mask)·-10000). Same order of operations as above.
+void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t q_tokens,
+                   int64_t kv_tokens, int64_t heads, int64_t head_dim, float scale, const float* key_bias,
+                   float* out, ThreadPool& pool);
+
 // The same ops on an explicit instruction-set level (the ones above use the active level): for
 // tests and benchmarks of every variant on one machine.
 void layernorm_f32(const float* x, int64_t rows, int64_t dim, const float* gamma, const float* beta,
@@ -113,5 +121,8 @@ void softmax_rows_f32(const float* x, int64_t rows, int64_t cols, float* y, Thre
 void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& pool, Isa isa);
 void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
                    int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool, Isa isa);
+void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t q_tokens,
+                   int64_t kv_tokens, int64_t heads, int64_t head_dim, float scale, const float* key_bias,
+                   float* out, ThreadPool& pool, Isa isa);
 
 }  // namespace svdq
