@@ -13,7 +13,8 @@ export type Flag =
   | 'low-peak' // this run's peak is far below the machine's usual (fractions against it are inflated)
   | 'peak-drift' // the peaks at the start and the end of the run disagree (the machine changed)
   | 'negative-overhead' // the rank-32 branch measured faster than rank 0
-  | 'api-above-kernel'; // the public API measured faster than the kernel alone
+  | 'api-above-kernel' // the public API measured faster than the kernel alone
+  | 'loaded-floor'; // the idle baseline of the same run is itself disturbed (bench/event-loop.ts)
 
 export const FLAG_TEXT: Record<Flag, string> = {
   spread: 'the repetitions disagree by more than 15% (interquartile range over the median)',
@@ -23,6 +24,7 @@ export const FLAG_TEXT: Record<Flag, string> = {
   'peak-drift': 'the peaks measured at the start and the end of the run differ by more than 15%',
   'negative-overhead': 'the low-rank branch measured faster than rank 0',
   'api-above-kernel': 'the public API measured more than 10% faster than the kernel alone',
+  'loaded-floor': "the idle event loop's own p99 gap in this run exceeds 2 ms: other work is delaying the timer",
 };
 
 /** Above this (q3 − q1) / median the repetitions of one figure are too far apart. */
