@@ -10,7 +10,7 @@ import type { ApiRecord, KernelBenchRecord, KernelRecord, PeakRecord } from '../
 import { median, planKernelBench } from '../lib/bench/kernels.js';
 import { historyFile, machineKey, recordPeaks, usualPeaks } from '../lib/bench/history.js';
 import { kernelMarkdown } from '../lib/bench/markdown.js';
-import { Flags, flagLegend, marked, spread } from '../lib/bench/reliability.js';
+import { Flags, flagLegend, marked, singleRunFlags, spread } from '../lib/bench/reliability.js';
 import { issue17Targets } from '../lib/bench/targets.js';
 import { BenchOptionError, parseCountList, parseSchemes, parseShapes, type SchemeName } from '../lib/bench/options.js';
 import { kernelPlotSvg, logTicks } from '../lib/bench/plot-svg.js';
@@ -271,4 +271,11 @@ t.test('option parsers and the measurement plan', async (t) => {
   ]);
   t.equal(median([3, 1, 2]), 2);
   t.equal(median([4, 1, 3, 2]), 2.5);
+});
+
+t.test('a single timed run is flagged when the load average exceeded the CPUs at its start or end', async (t) => {
+  t.same(singleRunFlags([0.5, 1.9], 2), []);
+  t.same(singleRunFlags([2.5, 1.0], 2), ['loaded-machine']);
+  t.same(singleRunFlags([1.0, 3.0], 2), ['loaded-machine']);
+  t.match(flagLegend([{ flags: singleRunFlags([9], 2) }])[0][1], /load average/);
 });

@@ -148,8 +148,10 @@ export function quantizeTimingsMarkdown(timings: QuantizeTimingsResult): string 
   text += `(setup: synthetic layer + calibration ${timings.setupSeconds.toFixed(1)} s, not timed below)\n\n`;
   text += '| run | seconds | target s | α | errorBefore | errorAfter |\n|---|---|---|---|---|---|\n';
   for (const r of timings.records) {
-    text += `| ${r.run} | ${r.seconds.toFixed(2)} | ${r.targetSeconds} | ${r.alpha} | ${r.errorBefore.toFixed(4)} | ${r.errorAfter.toFixed(4)} |\n`;
+    text += `| ${r.run} | ${marked(r.seconds.toFixed(2), r.flags)} | ${r.targetSeconds} | ${r.alpha} | ${r.errorBefore.toFixed(4)} | ${r.errorAfter.toFixed(4)} |\n`;
   }
+  const legend = flagLegend(timings.records);
+  if (legend.length > 0) text += '\nUnreliable figures are marked with !:\n\n' + legend.map(([f, what]) => `- \`${f}\`: ${what}\n`).join('');
   return text;
 }
 

@@ -14,7 +14,8 @@ export type Flag =
   | 'peak-drift' // the peaks at the start and the end of the run disagree (the machine changed)
   | 'negative-overhead' // the rank-32 branch measured faster than rank 0
   | 'api-above-kernel' // the public API measured faster than the kernel alone
-  | 'loaded-floor'; // the idle baseline of the same run is itself disturbed (bench/event-loop.ts)
+  | 'loaded-floor' // the idle baseline of the same run is itself disturbed (bench/event-loop.ts)
+  | 'loaded-machine'; // a single-run timing taken while the load average exceeded the CPUs
 
 export const FLAG_TEXT: Record<Flag, string> = {
   spread: 'the repetitions disagree by more than 15% (interquartile range over the median)',
@@ -25,6 +26,7 @@ export const FLAG_TEXT: Record<Flag, string> = {
   'negative-overhead': 'the low-rank branch measured faster than rank 0',
   'api-above-kernel': 'the public API measured more than 10% faster than the kernel alone',
   'loaded-floor': "the idle event loop's own p99 gap in this run exceeds 2 ms: other work is delaying the timer",
+  'loaded-machine': 'a single timed run during which the 1-minute load average exceeded the logical CPUs',
 };
 
 /** Above this (q3 − q1) / median the repetitions of one figure are too far apart. */
@@ -72,6 +74,14 @@ export class Flags {
   list(): Flag[] {
     return (Object.keys(FLAG_TEXT) as Flag[]).filter((f) => this.#set.has(f));
   }
+}
+
+/**
+ * Flags of a figure timed once (too slow to repeat, so no spread can be seen): 'loaded-machine' when
+ * the 1-minute load average at its start or end (`loads`) exceeds the logical CPUs.
+ */
+export function singleRunFlags(loads: readonly number[], cpus: number): Flag[] {
+  return new Flags().add('loaded-machine', loads.some((l) => l > cpus)).list();
 }
 
 /** A value as printed: with a trailing '!' when its record is flagged. */

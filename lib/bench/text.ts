@@ -148,8 +148,9 @@ export function quantizeTimingsText(t: QuantizeTimingsResult): string {
     head +
     alignedTable(
       [L('RUN'), R('TIME'), R('TARGET'), R('ALPHA'), R('ERROR BEFORE'), R('ERROR AFTER')],
-      t.records.map((r) => [r.run, fixed(r.seconds, 2, ' s'), `${r.targetSeconds} s`, r.alpha === null ? 'none' : String(r.alpha), fixed(100 * r.errorBefore, 2, '%'), fixed(100 * r.errorAfter, 2, '%')]),
-    )
+      t.records.map((r) => [r.run, marked(fixed(r.seconds, 2, ' s'), r.flags), `${r.targetSeconds} s`, r.alpha === null ? 'none' : String(r.alpha), fixed(100 * r.errorBefore, 2, '%'), fixed(100 * r.errorAfter, 2, '%')]),
+    ) +
+    flagLegendText(t.records)
   );
 }
 
