@@ -8,12 +8,14 @@
  * native inference. Batch 2 by default: one image under classifier-free guidance. For each
  * configuration it prints the median forward time over --reps runs, the speed-up against fp32
  * measured in the same run, and the share of time spent outside the Linear layers (every Linear's
- * forward is timed by wrapping it; the rest is the graph's ops and glue). Benchmarks never assert.
+ * forward is timed by wrapping it; the rest is the graph's ops and glue). A row whose runs disagree
+ * is flagged 'spread' (lib/bench/reliability.ts), as is its speed-up. Benchmarks never assert.
  */
 import os from 'node:os';
 import {
   buildModel, quantize, enableNativeInference, Linear, NativeLinear, Tensor, type Module,
 } from '../lib/index.js';
+import { Flags, flagLegend, marked, type Flag } from '../lib/bench/reliability.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string): string => {
@@ -81,7 +83,7 @@ function timeLinears(model: Module): { ms: () => number; reset: () => void } {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function measure(label: string, model: Module, x: Record<string, Tensor>): Promise<{ ms: number; linearShare: number }> {
+async function measure(label: string, model: Module, x: Record<string, Tensor>): Promise<{ ms: number; linearShare: number; flags: Flag[] }> {
   const timer = timeLinears(model);
   await model.call(x as never); // warm-up: packs, pools, page faults
   const times: number[] = [];
@@ -95,7 +97,7 @@ async function measure(label: string, model: Module, x: Record<string, Tensor>):
     times.push(ms);
     shares.push(timer.ms() / ms);
   }
-  const result = { ms: median(times), linearShare: median(shares) };
+  const result = { ms: median(times), linearShare: median(shares), flags: new Flags().spread(times).list() };
   process.stderr.write(`  ${label}: ${times.map((t) => t.toFixed(0)).join(' ')} ms\n`);
   return result;
 }
@@ -105,10 +107,10 @@ async function main(): Promise<void> {
   console.log(`# DiT-XL/2-256 forward (${layers} blocks, hidden 1152, 16 heads, ${batch}×256 tokens), ${threads} threads, median of ${reps}`);
   console.log(`machine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} logical CPUs, load ${load.map((l) => l.toFixed(2)).join(' ')} at start\n`);
   const x = inputs();
-  const rows: [string, number, number][] = [];
+  const rows: [string, number, number, Flag[]][] = [];
   const fp32 = randomModel();
   const base = await measure('fp32', fp32, x);
-  rows.push(['fp32 (native fp32 GEMM)', base.ms, base.linearShare]);
+  rows.push(['fp32 (native fp32 GEMM)', base.ms, base.linearShare, base.flags]);
   // One calibration batch: the benchmark measures speed, not quality; rank 32 as the paper.
   const calibration = [inputs()];
   for (const scheme of schemes) {
@@ -118,13 +120,15 @@ async function main(): Promise<void> {
     process.stderr.write(`  quantized ${scheme} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     await enableNativeInference(model, { backend: 'cpu', threads });
     const r = await measure(scheme, model, x);
-    rows.push([`${scheme} native`, r.ms, r.linearShare]);
+    rows.push([`${scheme} native`, r.ms, r.linearShare, r.flags]);
   }
   console.log('| model | forward ms | speed-up vs fp32 | time in Linear layers | outside Linear (ops + glue) |');
   console.log('|---|---:|---:|---:|---:|');
-  for (const [name, ms, share] of rows) {
-    console.log(`| ${name} | ${ms.toFixed(1)} | ${(base.ms / ms).toFixed(2)}× | ${(share * 100).toFixed(1)}% | ${((1 - share) * 100).toFixed(1)}% |`);
+  for (const [name, ms, share, flags] of rows) {
+    const both = [...new Set([...flags, ...base.flags])];
+    console.log(`| ${name} | ${marked(ms.toFixed(1), flags)} | ${marked(`${(base.ms / ms).toFixed(2)}×`, both)} | ${(share * 100).toFixed(1)}% | ${((1 - share) * 100).toFixed(1)}% |`);
   }
+  for (const [flag, text] of flagLegend(rows.map((r) => ({ flags: r[3] })))) console.log(`\n! ${flag}: ${text} (not a result)`);
   console.log(`\nload at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 

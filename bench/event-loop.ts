@@ -6,7 +6,9 @@
 // the idle loop, and the engine's threads busy with a GEMM job and no JavaScript work (the best a
 // forward could do on this machine under full load). All in two processes: the compute threads'
 // scheduler hint on (default) and off (SVDQUANT_SCHED_SLICE_MS=0). Medians over --runs runs.
-// Never asserts.
+// Unreliable rows are flagged (lib/bench/reliability.ts): 'spread' when the runs' ms/forward or p99
+// disagree, 'loaded-floor' on every row of a process whose idle floor is itself disturbed (a timer
+// that cannot keep 1 ms with nothing to do means other work on the machine). Never asserts.
 // Run: node --import tsx bench/event-loop.ts [--runs 3] [--forwards 20]
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +16,7 @@ import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { enableNativeInference, quantize, tinyDit, tinyDitInputs, type Module, type Tensor } from '../lib/index.js';
 import { tinyDitCalibration } from '../lib/models/tiny-dit.js';
 import { native } from '../lib/native.js';
+import { Flags, flagLegend, type Flag } from '../lib/bench/reliability.js';
 
 function intArg(name: string, fallback: number, min: number): number {
   const i = process.argv.indexOf(name);
@@ -123,13 +126,21 @@ async function child(): Promise<void> {
   process.stdout.write(JSON.stringify(rows));
 }
 
-function summarize(label: string, rows: Record<string, Gaps[]>): string[] {
+/** An idle timer's p99 gap above this (ms) means the machine delays the loop with no work of ours. */
+const LOADED_FLOOR_P99 = 2;
+
+function summarize(label: string, rows: Record<string, Gaps[]>, raised: Array<{ flags: Flag[] }>): string[] {
   const out: string[] = [];
+  const idle = rows['floor: idle (no work)'] ?? [];
+  const loaded = idle.length > 0 && median(idle.map((g) => g.p99)) > LOADED_FLOOR_P99;
   for (const [k, gs] of Object.entries(rows)) {
     const med = (f: (g: Gaps) => number) => median(gs.map(f));
+    const flags = new Flags().spread(k.startsWith('floor') ? [] : gs.map((g) => g.ms), gs.map((g) => g.p99)).add('loaded-floor', loaded).list();
+    raised.push({ flags });
     const perForward = k.startsWith('floor') ? '-' : (med((g) => g.ms) / forwards).toFixed(0);
     out.push(`${`${label}, ${k}`.padEnd(52)} ${perForward.padStart(8)} ${med((g) => g.p50).toFixed(1).padStart(6)} ` +
-      `${med((g) => g.p99).toFixed(1).padStart(6)} ${med((g) => g.max).toFixed(1).padStart(7)} ${med((g) => g.over4).toFixed(0).padStart(7)} ${med((g) => g.majorGcs).toFixed(0).padStart(10)}`);
+      `${med((g) => g.p99).toFixed(1).padStart(6)} ${med((g) => g.max).toFixed(1).padStart(7)} ${med((g) => g.over4).toFixed(0).padStart(7)} ${med((g) => g.majorGcs).toFixed(0).padStart(10)}` +
+      (flags.length > 0 ? `  ! ${flags.join(', ')}` : ''));
   }
   return out;
 }
@@ -140,6 +151,7 @@ if (process.argv.includes('--child')) {
   console.log(`event-loop gaps: 1 ms interval timer during ${forwards} tinyDit forwards of ${TOKENS} tokens; medians of ${runs} runs`);
   console.log(`${'configuration'.padEnd(52)} ${'ms/fwd'.padStart(8)} ${'p50'.padStart(6)} ${'p99'.padStart(6)} ${'max'.padStart(7)} ${'>4 ms'.padStart(7)} ${'major GCs'.padStart(10)}`);
   const self = fileURLToPath(import.meta.url);
+  const raised: Array<{ flags: Flag[] }> = [];
   for (const [label, env] of [['hint on', {}], ['hint off', { SVDQUANT_SCHED_SLICE_MS: '0' }]] as const) {
     const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', '--runs', String(runs), '--forwards', String(forwards)], {
       env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 24,
@@ -148,7 +160,10 @@ if (process.argv.includes('--child')) {
       console.error(`child (${label}) failed with status ${r.status}:\n${r.stderr}`);
       process.exit(1);
     }
-    for (const line of summarize(label, JSON.parse(r.stdout) as Record<string, Gaps[]>)) console.log(line);
+    for (const line of summarize(label, JSON.parse(r.stdout) as Record<string, Gaps[]>, raised)) console.log(line);
   }
   console.log('gaps in ms between ticks of a 1 ms timer; ">4 ms": gaps over 4 ms per measurement; "hint": the compute threads\' long scheduler slice');
+  const legend = flagLegend(raised);
+  if (legend.length === 0) console.log('reliability: no row flagged');
+  else for (const [flag, text] of legend) console.log(`! ${flag}: ${text} (flagged rows are not results)`);
 }

@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: measures this machine's peaks (fp32 FMA, int8 dot products, DRAM read), then the
- * CPU kernels at FLUX.1-like shapes, and prints Markdown tables with absolute figures and ratios
- * against baselines measured in the same run (the peaks, and the fp32 GEMM at the same shape).
+ * CPU kernels at FLUX.1-like shapes, alone and through the public API, and prints Markdown tables
+ * with absolute figures and ratios against baselines measured in the same run (the peaks, the fp32
+ * GEMM at the same shape, rank 0, the kernel beside its API), the targets of issue 17, and the
+ * flags of any figure the run cannot trust (lib/bench/reliability.ts).
  * `--json FILE` writes one JSON record per measurement. Benchmarks never assert. The harness itself
  * lives in lib/bench/ (so the installed `svdquant bench` runs it too); this is its script wrapper.
  *
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
   const config = { ...opt.config, threads: resolveThreads(opt.config.threads, machine) };
   const markdown = new KernelMarkdownWriter((text) => process.stdout.write(text), { isa: machine.isa, threads: config.threads, reps: config.reps });
   const records = await runKernelBench(config, { onRecord: (record) => markdown.record(record) }, machine);
+  markdown.finish();
   if (opt.json) {
     await writeTextAtomic(opt.json, jsonLines(records));
     console.log(`\nwrote ${records.length} records to ${opt.json}`);

@@ -22,7 +22,7 @@ export type {
 export { writeFileAtomic } from './io/atomic-write.js';
 export { tensorFromSafetensors, tensorToSafetensors } from './io/tensor-bridge.js';
 export { NativeLowbitLayer, LOW_RANK_MODES } from './runtime/native-layer.js';
-export type { LowbitLayerData, LowRankMode, NativeKernelLayer, NativeLayerBackend } from './runtime/native-layer.js';
+export type { LowbitLayerData, LowRankMode, NativeForwardOptions, NativeKernelLayer, NativeLayerBackend } from './runtime/native-layer.js';
 export { GpuLowbitLayer } from './runtime/gpu-layer.js';
 export type { GpuLayerOptions } from './runtime/gpu-layer.js';
 export { DeviceTensor } from './runtime/device-tensor.js';

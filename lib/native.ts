@@ -36,6 +36,20 @@ export interface NativeSchedInfo {
   threadSliceMs: number;
 }
 
+/** Counters of the output-buffer pool since the process started. */
+export interface NativeHostPoolStats {
+  /** Blocks handed out, and how many of them were recycled (no fresh pages). */
+  allocs: number;
+  reused: number;
+  /** Blocks of at least 64 KiB (the pool recycles those) taken fresh from the system. */
+  freshLarge: number;
+  /** Bytes of blocks taken fresh from the system. */
+  freshBytes: number;
+  /** Bytes handed out and not yet returned; bytes kept idle for reuse. */
+  liveBytes: number;
+  cachedBytes: number;
+}
+
 /** A native SVDQuant layer in kernel format (native/addon/layer_binding.cpp). */
 export interface NativeLowbitHandle {
   forward(x: Float32Array, m: number, y: Float32Array, mode: number, threads: number): Promise<void>;
@@ -142,17 +156,34 @@ export interface NativeAddon {
     globalScale: number, out: Float32Array, sync: true): undefined;
   dequantize(scheme: NativeScheme, codes: CodesArray, scales: ScalesArray, rows: number, k: number,
     globalScale: number, out: Float32Array, sync: false): Promise<void>;
-  /** out = [fp32 FMA GFLOP/s, int8 GOP/s, DRAM read GB/s] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512). */
+  /**
+   * out = [fp32 FMA GFLOP/s, int8 GOP/s (VNNI on AVX-512), DRAM read GB/s, int8 GOP/s on AMX (0 when
+   * not used)] measured with `threads` threads on ISA level `isa` (0 portable, 1 avx2, 2 avx512).
+   */
   measurePeaks(threads: number, isa: number, out: Float64Array): Promise<void>;
-  /** Times the SVDQuant layer on a synthetic layer; out = [ms per run..., kernel-format bytes, bf16 bytes]. */
-  benchLowbit(scheme: number, m: number, k: number, n: number, rank: number, mode: number, threads: number,
-    warmup: number, reps: number, out: Float64Array, streamBytes?: number): Promise<void>;
+  /**
+   * Times `runs` calls of the layer kernels (no API path) on layers[(first + i) % layers.length]
+   * (the handles of NativeLowbitLayer objects), writing y; out[i] = ms of run i.
+   */
+  benchLayerForward(layers: NativeLowbitHandle[], first: number, x: Float32Array, m: number, y: Float32Array, mode: number,
+    threads: number, runs: number, out: Float64Array): Promise<void>;
+  /** Reads `bytes` of a kept buffer, so that a following run's data comes from DRAM (bench only). */
+  benchFlushCaches(bytes: number): Promise<void>;
+  /** Times `runs` calls of the fp32 GEMM on packed weights (the Linear kernel, no API path); out[i] = ms of run i. */
+  benchLinearForward(packed: NativePackedF32, x: Float32Array, m: number, bias: Float32Array | null, y: Float32Array,
+    threads: number, runs: number, out: Float64Array): Promise<void>;
   /** Times Y = X·Wᵀ + b with W packed once; out = [ms per run..., packed bytes]. */
   benchGemmF32(m: number, k: number, n: number, threads: number, warmup: number, reps: number, out: Float64Array): Promise<void>;
   /** Physical cores of this machine: the default thread count of the engine's pool. */
   physicalCores(): number;
+  /** Counters of the pool that native jobs allocate their outputs from (native/addon/host_buffers.h). */
+  hostPoolStats(): NativeHostPoolStats;
   /** The compute threads' scheduler hint (native/include/svdquant/compute_slice.h). */
   schedInfo(): NativeSchedInfo;
+  /** How long a waiting pool thread spins before it sleeps (SVDQUANT_SPIN_US, default 200 µs); error: an invalid value. */
+  spinInfo(): { us: number; error: string };
+  /** The AMX tile unit of the low-bit GEMM (native/include/svdquant/amx.h); error: an invalid SVDQUANT_AMX. */
+  amxInfo(): { supported: boolean; enabled: boolean; status: string; error: string };
   /** out = [amax over the finite values, flat index of the first NaN/Inf or -1]. */
   scanFloats(x: Float32Array, out: Float64Array, sync: true): undefined;
   scanFloats(x: Float32Array, out: Float64Array, sync: false): Promise<void>;
@@ -259,7 +290,7 @@ let cached: NativeAddon | undefined;
 /**
  * The addon, loaded on first use: the file named by SVDQUANT_ADDON if set (for example the CMake
  * build, build-cmake/Release/svdquant.node), else node-gyp-build's search from the package root.
- * Throws NativeError if it cannot be loaded or SVDQUANT_ISA or SVDQUANT_SCHED_SLICE_MS is invalid.
+ * Throws NativeError if it cannot be loaded or SVDQUANT_ISA, SVDQUANT_SCHED_SLICE_MS, SVDQUANT_SPIN_US or SVDQUANT_AMX is invalid.
  */
 export function native(): NativeAddon {
   if (cached !== undefined) return cached;
@@ -276,6 +307,10 @@ export function native(): NativeAddon {
   if (isa.error !== '') throw new NativeError(isa.error);
   const sched = addon.schedInfo();
   if (sched.error !== '') throw new NativeError(sched.error);
+  const spin = addon.spinInfo();
+  if (spin.error !== '') throw new NativeError(spin.error);
+  const amx = addon.amxInfo();
+  if (amx.error !== '') throw new NativeError(amx.error);
   cached = addon;
   return addon;
 }

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { parseXml } from './support/xml-check.js';
 import { assertOneLineError, requireBuiltCli, svdquant as run, type CliResult } from './support/cli.js';
 
-const svdquant = (...args: string[]): Promise<CliResult> => run(args);
+// No peak history from the user's cache: the runs here would be flagged against it, and must not add to it.
+const svdquant = (...args: string[]): Promise<CliResult> => run(args, { env: { ...process.env, SVDQUANT_BENCH_HISTORY: 'off' } });
 t.before(requireBuiltCli);
 const SMALL = ['--quick', '--reps', '1', '--m', '1,16', '--shapes', '256x256', '--threads', '1'];
 
@@ -21,7 +22,7 @@ function assertOk(t: Test, result: CliResult): void {
 }
 
 
-const KERNEL_FIELDS = ['kind', 'kernel', 'scheme', 'isa', 'M', 'K', 'N', 'rank', 'lowRank', 'threads', 'ms', 'msAll', 'gops', 'peakFraction', 'bytes'];
+const KERNEL_FIELDS = ['kind', 'kernel', 'scheme', 'isa', 'M', 'K', 'N', 'rank', 'lowRank', 'threads', 'ms', 'msAll', 'gops', 'peakFraction', 'peakOf', 'bytes'];
 
 t.test('bench: tables on stdout, progress on stderr, JSON Lines, Markdown and SVG files', async (t) => {
   const dir = t.testdir();
@@ -31,42 +32,59 @@ t.test('bench: tables on stdout, progress on stderr, JSON Lines, Markdown and SV
   const result = await svdquant('bench', ...SMALL, '--out-json', json, '--out-markdown', md, '--plot', svg, '--verbose');
   assertOk(t, result);
 
-  // stdout: the aligned tables.
+  // stdout: the aligned tables. Figures may carry a '!' (flagged: this machine is shared).
   const out = result.stdout;
-  t.match(out, /^svdquant bench: kernels on (portable|avx2|avx512) \(detected \w+, [^)]*\); threads 1; medians of 1 run after warm-up\n/);
-  t.match(out, /\nMachine peaks \(measured in this run\)\n {2}ISA +THREADS +FP32 FMA +INT8 DOT +DRAM READ\n {2}\w+ +1 +[\d.]+ GFLOP\/s +[\d.]+ GOP\/s +[\d.]+ GB\/s\n/);
-  t.match(out, /\n {2}KERNEL +SCHEME +M +K +N +RANK +LOW-RANK +THREADS +TIME +THROUGHPUT +OF PEAK +VS FP32 +WEIGHTS \(M=1\) +OF DRAM +SIZE\/BF16\n/);
-  t.match(out, /\n {2}gemm_f32 +f32 +16 +256 +256 +0 +none +1 +[\d.]+ ms +[\d.]+ GOP\/s +[\d.]+%\n/);
-  t.match(out, /\n {2}svdquant_layer +w4a4 +1 +256 +256 +32 +fused +1 +[\d.]+ ms +[\d.]+ GOP\/s +[\d.]+% +[\d.]+x +[\d.]+ GB\/s +[\d.]+% +[\d.]+%\n/);
-  t.match(out, /\n {2}svdquant_layer +mxfp4 +16 +256 +256 +0 +none +1 +[\d.]+ ms +[\d.]+ GOP\/s +[\d.]+% +[\d.]+x +[\d.]+%\n/);
-  const kernelRows = out.split('\n').filter((line) => /^ {2}(gemm_f32|svdquant_layer) /.test(line));
+  t.match(out, /^svdquant bench: kernels on (portable|avx2|avx512) \(detected \w+, [^)]*\); threads 1; medians of 1 interleaved run after warm-up\n/);
+  t.match(out, /\nMachine peaks \(measured in this run, at its start and end\)\n {2}ISA +THREADS +PHASE +FP32 FMA +INT8 DOT +(?:AMX INT8 +)?DRAM READ +FLAGS\n {2}\w+ +1 +start +[\d.]+ GFLOP\/s!? +[\d.]+ GOP\/s!? +(?:[\d.]+ GOP\/s!? +)?[\d.]+ GB\/s!?.*\n {2}\w+ +1 +end +[\d.]+ GFLOP\/s/);
+  t.match(out, /\n {2}KERNEL +SCHEME +M +K +N +RANK +LOW-RANK +THREADS +TIME +THROUGHPUT +OF PEAK +VS FP32 +VS RANK 0 +WEIGHTS \(M=1\) +OF DRAM +SIZE\/BF16 +FLAGS\n/);
+  t.match(out, /\n {2}gemm_f32 +f32 +16 +256 +256 +0 +none +1 +[\d.]+ ms!? +[\d.]+ GOP\/s!? +[\d.]+%!?/);
+  t.match(out, /\n {2}svdquant_layer +w4a4 +1 +256 +256 +32 +fused +1 +[\d.]+ ms!? +[\d.]+ GOP\/s!? +[\d.]+%!? +[\d.]+x +[+-][\d.]+%!? +[\d.]+ GB\/s!? +[\d.]+%!? +[\d.]+%/);
+  t.match(out, /\n {2}svdquant_layer +mxfp4 +16 +256 +256 +0 +none +1 +[\d.]+ ms!? +[\d.]+ GOP\/s!? +[\d.]+%!? +[\d.]+x +[\d.]+%/);
+  const kernelRows = out.split('\n').filter((line) => /^ {2}(gemm_f32|svdquant_layer) +\S+ +\d+ +\d+ +\d+ +\d+ +(fused|side|unfused|none) /.test(line));
   t.equal(kernelRows.length, 2 + 2 * 2 * 4, 'fp32 at 2 M, then 2 schemes × 2 M × 4 low-rank settings');
+  t.match(out, /\nPublic API beside the kernel/);
+  t.match(out, /\n {2}KERNEL +SCHEME +M +K +N +THREADS +KERNEL TIME +API TIME +API\/KERNEL +DROPPED +INTO OUT +FRESH\/FWD +API WEIGHTS \(M=1\) +OF DRAM +FLAGS\n/);
+  const apiRows = out.split('\n').filter((line) => /^ {2}svdquant_layer +\S+ +\d+ +\d+ +\d+ +\d+ +[\d.]+ ms/.test(line));
+  t.equal(apiRows.length, 2 * 2, 'the API beside the fused kernel for 2 schemes × 2 M (fp32: only at the physical core count)');
+  t.match(out, /\nTargets \(issue 17\)\n {2}TARGET +WORST +WHERE +CASES +STATUS\n {2}public API >= 90% of kernel throughput, output disposed +[\d.]+%!? +\w+ M=\d+ 256x256, 1 thread +4 +(met|not met|unreliable)/);
 
-  // stderr (not a terminal here): plain progress lines, per-run times with --verbose, the files.
+  // stderr (not a terminal here): plain progress lines, per-variant times with --verbose, the files.
   const err = result.stderr.split('\n').filter((line) => line !== '');
-  t.match(err[0], /^bench: kernels on \w+, threads 1: 19 measurements, 1 timed run each$/);
-  t.match(err[1], /^bench: \[1\/19\] peaks, 1 thread: [\d.]+ GFLOP\/s fp32, [\d.]+ GOP\/s int8, [\d.]+ GB\/s DRAM \([\d.]+ s\)$/);
-  t.ok(err.some((line) => /^bench: \[19\/19\] mxfp4 rank 0, M=16 K=256 N=256, 1 thread: [\d.]+ ms, [\d.]+ GOP\/s \([\d.]+ s\)$/.test(line)));
-  t.equal(err.filter((line) => /^bench: {3}runs: [\d.]+ ms$/.test(line)).length, 18, 'one runs line per kernel measurement');
+  t.match(err[0], /^bench: kernels on \w+, threads 1: 8 measurements, 1 timed run each$/);
+  t.match(err[1], /^bench: \[1\/8\] peaks \(start\), 1 thread: [\d.]+ GFLOP\/s fp32, [\d.]+ GOP\/s int8, [\d.]+ GB\/s DRAM.* \([\d.]+ s\)$/);
+  t.ok(err.some((line) => /^bench: \[7\/8\] mxfp4, M=16 K=256 N=256, 1 thread: kernel [\d.]+ ms, [\d.]+ GOP\/s.*; API [\d.]+% of it \(dropped [\d.]+%\).* \([\d.]+ s\)$/.test(line)));
+  t.ok(err.some((line) => /^bench: \[8\/8\] peaks \(end\), 1 thread: /.test(line)));
+  t.equal(err.filter((line) => /^bench: {3}.*: [\d.]+ ms, [\d.]+ GOP\/s.*; runs: [\d.]+ ms$/.test(line)).length, 18, 'one runs line per kernel variant');
   t.notMatch(result.stderr, /\r|\x1b/, 'no terminal control codes when stderr is not a terminal');
-  t.match(result.stderr, `bench: wrote 19 records to ${json}\n`);
+  t.match(result.stderr, `bench: wrote 24 records to ${json}\n`);
 
-  // The JSON Lines file.
+  // The JSON Lines file: 2 start peaks... (1 thread: 1), 2 fp32 kernels, 2 × 2 × (4 kernels + 1 API), 1 end peak.
   const records = readFileSync(json, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-  t.equal(records.length, 19);
-  t.same(Object.keys(records[0]), ['kind', 'isa', 'threads', 'fp32Gflops', 'int8Gops', 'dramGBps']);
+  t.equal(records.length, 24);
+  t.same(Object.keys(records[0]).slice(0, 8), ['kind', 'isa', 'threads', 'fp32Gflops', 'int8Gops', 'dramGBps', 'amxInt8Gops', 'phase']);
+  t.match(records[0], { kind: 'peak', phase: 'start', flags: Array });
+  t.match(records[23], { kind: 'peak', phase: 'end', flags: Array });
   const kernels = records.filter((r) => r.kind === 'kernel');
   for (const r of kernels) {
     t.same(Object.keys(r).slice(0, KERNEL_FIELDS.length), KERNEL_FIELDS, `${r.scheme} M=${r.M} ${r.lowRank}`);
-    t.ok(typeof r.ms === 'number' && r.ms > 0 && (r.gops as number) > 0 && (r.msAll as number[]).length === 1);
+    t.ok(typeof r.ms === 'number' && r.ms > 0 && (r.gops as number) > 0 && (r.msAll as number[]).length === 1 && Array.isArray(r.flags));
   }
   const w4a4 = kernels.find((r) => r.scheme === 'w4a4' && r.M === 1 && r.lowRank === 'fused')!;
-  t.match(w4a4, { kernel: 'svdquant_layer', K: 256, N: 256, rank: 32, threads: 1, bf16Bytes: Number, weightGBps: Number, dramFraction: Number, speedupVsF32: Number });
+  t.match(w4a4, { kernel: 'svdquant_layer', K: 256, N: 256, rank: 32, threads: 1, bf16Bytes: Number, weightGBps: Number, dramFraction: Number, speedupVsF32: Number, overheadVsRank0: Number });
   t.equal(kernels.filter((r) => r.kernel === 'gemm_f32').length, 2);
+  const apis = records.filter((r) => r.kind === 'api');
+  t.equal(apis.length, 4);
+  for (const r of apis) {
+    t.match(r, { kernel: 'svdquant_layer', rank: 32, lowRank: 'fused', threads: 1, kernelMs: Number, disposeMs: Number, dropMs: Number, outMs: Number, disposeRatio: Number, dropRatio: Number, outRatio: Number, freshPerForward: Number, flags: Array });
+    t.equal((r.disposeMsAll as number[]).length, 1);
+  }
+  t.match(apis.find((r) => r.M === 1), { weightGBps: Number, dramFraction: Number });
 
   // The Markdown file: the `npm run bench` tables.
   const markdown = readFileSync(md, 'utf8');
-  t.match(markdown, /^# svdquant bench\n\nCPU ISA: \w+ .*; threads: 1; medians of 1 runs after warm-up\n\n## Machine peaks/);
+  t.match(markdown, /^# svdquant bench\n\nCPU ISA: \w+ .*; threads: 1; medians of 1 interleaved runs after warm-up\n\n## Machine peaks/);
+  t.match(markdown, /\n## Public API beside the kernel \(same rounds\)\n/);
+  t.match(markdown, /\n## Targets \(issue 17\)\n/);
   t.match(markdown, /\n\| svdquant_layer \| w4a4 \| 1 \| 256 \| 256 \| 32 \| fused \| 1 \| /);
 
   // The SVG file: well-formed, one line per scheme plus the fp32 GEMM, the peaks.
@@ -84,7 +102,7 @@ t.test('bench --json prints JSON Lines only; --quiet prints nothing on stderr', 
   t.equal(result.stderr, '', 'nothing on stderr');
   const records = result.stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   t.same(records.map((r) => `${r.kind}:${r.scheme ?? ''}:${r.M ?? ''}:${r.lowRank ?? ''}`), [
-    'peak:::', 'kernel:f32:4:none', 'kernel:nvfp4:4:fused', 'kernel:nvfp4:4:side', 'kernel:nvfp4:4:unfused', 'kernel:nvfp4:4:none',
+    'peak:::', 'kernel:f32:4:none', 'kernel:nvfp4:4:fused', 'kernel:nvfp4:4:side', 'kernel:nvfp4:4:unfused', 'kernel:nvfp4:4:none', 'api:nvfp4:4:fused', 'peak:::',
   ]);
   t.notOk('weightGBps' in records[2], 'no weight streaming figures at M > 1');
 

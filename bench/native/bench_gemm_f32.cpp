@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_flags.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/isa.h"
 #include "svdquant/thread_pool.h"
@@ -273,6 +274,7 @@ int main(int argc, char** argv) {
     Isa isa;
     int64_t m, k, n, threads;
     double sec, gflops, probe0, probe1, general_gflops;
+    std::vector<double> runs;  // the timed runs of gemm_f32_packed (for the spread flag)
   };
   std::vector<GemmRow> rows;
   for (Isa isa : isas) {
@@ -288,7 +290,8 @@ int main(int argc, char** argv) {
         std::vector<float> Y(static_cast<size_t>(M * N));
         for (int64_t t : threads_list) {
           svdq::ThreadPool pool(static_cast<int>(t));
-          GemmRow row{isa, M, K, N, t, 0.0, 0.0, 0.0, 0.0, 0.0};
+          GemmRow row{isa, M, K, N, t, 0.0, 0.0, 0.0, 0.0, 0.0, {}};
+          std::vector<double> last_runs;
           const double flops = 2.0 * static_cast<double>(M) * N * K;
           // Median of `reps` timed runs after a warm-up; small problems repeat inside one timed run
           // to last >= ~20 ms.
@@ -306,12 +309,14 @@ int main(int argc, char** argv) {
               for (int i = 0; i < inner; ++i) call();
               runs.push_back((now_s() - t0) / inner);
             }
+            last_runs = runs;
             return median(runs);
           };
           row.probe0 = probe(isa, static_cast<int>(t), probe_iters);
           row.sec = time_median([&] {
             svdq::gemm_f32_packed(X.data(), M, K, wp, bias.data(), Y.data(), N, false, pool);
           });
+          row.runs = last_runs;
           row.probe1 = probe(isa, static_cast<int>(t), probe_iters);
           row.gflops = flops / row.sec * 1e-9;
           if (general)
@@ -351,14 +356,19 @@ int main(int argc, char** argv) {
       "# avail: the register-only FMA loop (best of 3 runs of %d ms) just before and after the\n"
       "# row, as a fraction of the peak (the lower of the two); '*' marks rows where it was < "
       "85%%:\n"
-      "# other work was running on the machine and the row understates the kernel.\n",
+      "# other work was running on the machine and the row understates the kernel (flag low-peak).\n"
+      "# flags (bench_flags.h): the row is not a result; spread, over-peak, low-peak, peak-drift.\n",
       static_cast<int>(kProbeSeconds * 1000));
   std::printf("%-9s %6s %6s %6s %7s %10s %10s %8s %6s%s\n", "level", "M", "K", "N", "threads", "ms",
-              "GFLOP/s", "of peak", "avail", general ? "   gemm_f32 GF/s (packs W per call)" : "");
+              "GFLOP/s", "of peak", "avail", general ? "   gemm_f32 GF/s (packs W per call)  flags" : "  flags");
   int contended = 0;
   for (const GemmRow& r : rows) {
     const PeakRow* pr = peak_ref(r.isa, r.threads);
     const double pk = pr != nullptr ? pr->best : 0.0;
+    bench_flags::Flags flags;
+    flags.spread_of(r.runs).add("over-peak", pk > 0 && r.gflops > pk);
+    flags.add("peak-drift", std::max(r.probe0, r.probe1) > 0 &&
+                                std::abs(r.probe0 - r.probe1) / std::max(r.probe0, r.probe1) > bench_flags::kDriftLimit);
     std::printf("%-9s %6lld %6lld %6lld %7lld %10.3f %10.1f", svdq::isa_name(r.isa),
                 static_cast<long long>(r.m), static_cast<long long>(r.k),
                 static_cast<long long>(r.n), static_cast<long long>(r.threads), r.sec * 1e3,
@@ -366,16 +376,18 @@ int main(int argc, char** argv) {
     if (pk > 0) {
       const double avail = std::min(r.probe0, r.probe1) / pk;
       if (avail < 0.85) ++contended;
+      flags.add("low-peak", avail < 0.85);
       std::printf(" %7.1f%% %5.0f%%%s", 100.0 * r.gflops / pk, 100.0 * avail,
                   avail < 0.85 ? "*" : " ");
     } else {
       std::printf(" %8s %6s ", "-", "-");
     }
     if (general) std::printf("   %10.1f", r.general_gflops);
-    std::printf("\n");
+    std::printf("  %s\n", flags.suffix().c_str());
   }
   if (contended > 0)
     std::printf("# %d row(s) ran while the machine was busy with other work (avail < 85%%)\n",
                 contended);
+  bench_flags::print_legend();
   return 0;
 }

@@ -15,6 +15,9 @@
 //    4-bit weights and their scales ("weight GB/s"), and every kernel-format byte of the layer
 //    including the fp32 (or bf16) low-rank factors, λ and bias ("all GB/s"). Each table row of a
 //    rank-32 layer is followed by the fused branch's overhead against rank 0.
+// 3. Unreliable figures (bench_flags.h, the rules of lib/bench/reliability.ts) carry their flags in
+//    the last column: spread of the repetitions, above the in-run peak or DRAM bandwidth, an
+//    interleaved peak below 80% of the run's best-of-5 peak or drifting, a negative overhead.
 //
 // Usage: bench_lowbit [--quick] [--reps=N] [--threads=1,2] [--m=1,16,256,1024] [--n=3072,12288]
 //                     [--schemes=w4a4,mxfp4] [--isa=avx512|avx2|portable] [--bf16] [--skip-peak]
@@ -42,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_flags.h"
 #include "svdquant/formats.h"
 #include "svdquant/isa.h"
 #include "svdquant/lowbit.h"
@@ -264,8 +268,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(t), peak[static_cast<size_t>(t)], dram[static_cast<size_t>(t)]);
   }
 
-  std::printf("\n| scheme | N | M | rank | mode | thr | time ms | GOP/s | %% int8 peak | peak GOP/s | weight GB/s | %% DRAM | all GB/s | %% DRAM |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n| scheme | N | M | rank | mode | thr | time ms | GOP/s | %% int8 peak | peak GOP/s | weight GB/s | %% DRAM | all GB/s | %% DRAM | flags |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   Rng rng(7);
   for (LowbitScheme scheme : schemes)
     for (int64_t N : ns) {
@@ -320,6 +324,8 @@ int main(int argc, char** argv) {
             if (sample_peak && it >= warm) peaks.push_back(int8_peak_sample(static_cast<int>(thr)));
           }
           const double pk = sample_peak ? median(peaks) : 0.0;
+          const bool low_peak = pk > 0 && pk < bench_flags::kLowPeak * peak[static_cast<size_t>(thr)];
+          const bool drift = bench_flags::drifted(peaks);
           double t_rank0 = 0.0, t_fused = 0.0;
           for (int variant : variants) {
             const bool r0 = variant == 3;
@@ -330,7 +336,11 @@ int main(int argc, char** argv) {
             if (variant == 0) t_fused = t;
             const double rate = gops / t;
             char wbuf[64] = "", dbuf[64] = "", abuf[64] = "", adbuf[64] = "";
+            bench_flags::Flags flags;
+            flags.spread_of(times[static_cast<size_t>(variant)]).add("over-peak", pk > 0 && rate > pk);
+            flags.add("low-peak", low_peak).add("peak-drift", drift);
             if (M == 1) {
+              flags.add("over-dram", static_cast<double>(L.bytes()) / t / 1e9 > dram[static_cast<size_t>(thr)]);
               const double bytes = static_cast<double>(L.w.size() + L.w_scale.size());
               const double all = static_cast<double>(L.bytes());
               const double bw = dram[static_cast<size_t>(thr)];
@@ -339,18 +349,23 @@ int main(int argc, char** argv) {
               std::snprintf(abuf, sizeof abuf, "%.1f", all / t / 1e9);
               std::snprintf(adbuf, sizeof adbuf, "%.0f%%", 100.0 * all / t / 1e9 / bw);
             }
-            std::printf("| %s | %lld | %lld | %d | %s | %lld | %.3f | %.1f | %s | %s | %s | %s | %s | %s |\n",
+            std::printf("| %s | %lld | %lld | %d | %s | %lld | %.3f | %.1f | %s | %s | %s | %s | %s | %s | %s |\n",
                         svdq::lowbit_scheme_name(scheme), static_cast<long long>(N), static_cast<long long>(M), r0 ? 0 : 32,
                         svdq::lowrank_mode_name(mode), static_cast<long long>(thr), t * 1e3, rate,
                         pk > 0 ? (std::to_string(static_cast<int>(std::lround(100.0 * rate / pk))) + "%").c_str() : "-",
-                        pk > 0 ? (std::to_string(static_cast<int>(std::lround(pk)))).c_str() : "-", wbuf, dbuf, abuf, adbuf);
+                        pk > 0 ? (std::to_string(static_cast<int>(std::lround(pk)))).c_str() : "-", wbuf, dbuf, abuf, adbuf,
+                        flags.suffix().c_str());
           }
-          if (t_rank0 > 0 && t_fused > 0)
-            std::printf("|  |  |  |  | fused rank-32 overhead vs rank 0: %+.1f%% |  |  |  |  |  |  |  |  |  |\n",
-                        100.0 * (t_fused / t_rank0 - 1.0));
+          if (t_rank0 > 0 && t_fused > 0) {
+            bench_flags::Flags flags;
+            flags.spread_of(times[0]).spread_of(times[3]).add("negative-overhead", t_fused < t_rank0);
+            std::printf("|  |  |  |  | fused rank-32 overhead vs rank 0: %+.1f%% |  |  |  |  |  |  |  |  |  | %s |\n",
+                        100.0 * (t_fused / t_rank0 - 1.0), flags.suffix().c_str());
+          }
           std::fflush(stdout);
         }
       }
     }
+  bench_flags::print_legend();
   return 0;
 }

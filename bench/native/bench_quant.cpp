@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_flags.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/isa.h"
 #include "svdquant/quant.h"
@@ -27,6 +28,9 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// The runs of the last time_median call: a Row made right after it takes their flags.
+std::vector<double> g_last_runs;
+
 double time_median(int reps, const std::function<void()>& fn) {
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
@@ -34,6 +38,7 @@ double time_median(int reps, const std::function<void()>& fn) {
     fn();
     t.push_back(now_s() - t0);
   }
+  g_last_runs = t;
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -70,6 +75,9 @@ struct Row {
   int threads;
   double seconds;
   std::string note;
+  // Flags of the timing (bench_flags.h); single-run steps (reps 1) cannot show a spread: "1 run".
+  std::string flags = g_last_runs.size() < 3 ? std::string("1 run")
+                                             : bench_flags::Flags().spread_of(g_last_runs).suffix();
 };
 
 }  // namespace
@@ -245,8 +253,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\n| step | threads | seconds | note |\n|---|---|---|---|\n");
+  std::printf("\n| step | threads | seconds | note | flags |\n|---|---|---|---|---|\n");
   for (const Row& r2 : rows)
-    std::printf("| %s | %d | %.3f | %s |\n", r2.what.c_str(), r2.threads, r2.seconds, r2.note.c_str());
+    std::printf("| %s | %d | %.3f | %s | %s |\n", r2.what.c_str(), r2.threads, r2.seconds, r2.note.c_str(),
+                r2.flags.c_str());
+  std::printf("# '1 run': a single timed run (slow steps), which cannot be checked for spread\n");
+  bench_flags::print_legend();
   return 0;
 }

@@ -5,7 +5,9 @@
  * Benchmarks never assert.
  */
 
+import os from 'node:os';
 import { Tensor } from '../tensor.js';
+import { singleRunFlags, type Flag } from './reliability.js';
 import {
   LayerStatsCollector,
   QUALITY_METHODS,
@@ -46,6 +48,8 @@ export interface QuantizeTimingRecord {
   alpha: number | null;
   errorBefore: number;
   errorAfter: number;
+  /** Reliability flags (lib/bench/reliability.ts): a single run, so only the machine's load. */
+  flags: Flag[];
 }
 
 export type QualityBenchRecord = QualityRecord | QuantizeTimingRecord;
@@ -155,10 +159,12 @@ export async function runQualityBench(config: QualityBenchConfig, hooks: Quality
     const bias = Tensor.fromStorage(syn.bias!, [n], 'f32');
     for (const [name, extra, target] of TIMING_RUNS) {
       hooks.onStart?.({ index: index++, total, label: `quantizeLinear ${k} -> ${n}, ${name}` });
+      const loadBefore = os.loadavg()[0];
       const { report } = await quantizeLinear(w, bias, stats, { rank, threads, ...extra }, 'bench.ff');
+      const flags = singleRunFlags([loadBefore, os.loadavg()[0]], os.cpus().length);
       timings.records.push({
         kind: 'quantize-timing', run: name, N: n, K: k, rank, tokens: m, threads, seconds: report.seconds, targetSeconds: target,
-        alpha: report.alpha, errorBefore: report.errorBefore, errorAfter: report.errorAfter,
+        alpha: report.alpha, errorBefore: report.errorBefore, errorAfter: report.errorAfter, flags,
       });
     }
     result.timings = timings;

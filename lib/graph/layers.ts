@@ -9,6 +9,7 @@
 import { ArgumentError } from '../errors.js';
 import { native, type NativePackedF32 } from '../native.js';
 import { Tensor } from '../tensor.js';
+import { checkOutTensor } from '../tensor-out.js';
 import {
   checkApproximate, checkEps, floatInput, gelu, groupNorm, layerNorm, output, rmsNorm, scaledDotProductAttention, silu,
   type GeluApproximate,
@@ -150,12 +151,27 @@ export class Linear extends Module {
   }
 
   override async forward(...inputs: Tensor[]): Promise<Tensor<'f32'>> {
-    const x = lastDimInput(singleInput(inputs, 'Linear'), 'x', this.inFeatures);
+    return this.forwardInto(singleInput(inputs, 'Linear'));
+  }
+
+  /**
+   * forward(x) written into `out` (an f32 tensor of the output's shape, sharing no storage with x)
+   * and resolving to it, for callers that reuse their buffers; without `out`, forward(x). Forward
+   * hooks do not run (as when calling forward directly).
+   */
+  async forwardInto(input: Tensor, out?: Tensor<'f32'>): Promise<Tensor<'f32'>> {
+    const x = lastDimInput(input, 'x', this.inFeatures);
+    const shape = [...x.shape.slice(0, -1), this.outFeatures];
+    const dst = out === undefined ? null : checkOutTensor(out, shape, [input], 'out');
     const bias = this.bias;
     const packed = await this.#packedWeights();
     const m = x.numel / this.inFeatures;
+    if (dst !== null) {
+      await native().linearF32(packed, x.data, m, bias === null ? null : bias.data, dst.data, 0);
+      return dst;
+    }
     const y = await native().linearF32(packed, x.data, m, bias === null ? null : bias.data, null, 0);
-    return output(y, [...x.shape.slice(0, -1), this.outFeatures]);
+    return output(y, shape);
   }
 
   override toString(): string {

@@ -5,6 +5,7 @@
 import { ArgumentError } from '../errors.js';
 import { native, type NativeLowbitDesc, type NativeLowbitHandle } from '../native.js';
 import { Tensor, checkNotDisposed } from '../tensor.js';
+import { checkOutTensor } from '../tensor-out.js';
 import { FORMATS, MX_SCALE_RULES, groupsPerRow, paddedK, SCHEMES } from '../formats/schemes.js';
 import type { MxScaleRule, SchemeName } from '../formats/schemes.js';
 import type { QuantizedTensor } from '../formats/quantize.js';
@@ -97,6 +98,30 @@ export interface NativeKernelLayer {
   dispose(): void;
 }
 
+/** Options of NativeLowbitLayer.forward. */
+export interface NativeForwardOptions {
+  /** How the low-rank branch runs (default 'fused'). */
+  lowRank?: LowRankMode;
+  /** Native threads (0, the default: physical cores). */
+  threads?: number;
+  /**
+   * Write Y here (an f32 tensor of the output's shape, sharing no storage with x) and resolve to
+   * it: for callers that reuse their buffers. Omitted: a new tensor from the engine's pool.
+   */
+  out?: Tensor<'f32'>;
+}
+
+// The native handle of each layer, for the bench harness (lib/bench), which times the kernels on the
+// very objects the public API runs.
+const HANDLES = new WeakMap<NativeLowbitLayer, NativeLowbitHandle>();
+
+/** The native handle of a layer. Internal: for the bench harness only. */
+export function nativeLowbitHandle(layer: NativeLowbitLayer): NativeLowbitHandle {
+  const handle = HANDLES.get(layer);
+  if (handle === undefined) throw new ArgumentError('layer', 'a NativeLowbitLayer', layer);
+  return handle;
+}
+
 export class NativeLowbitLayer implements NativeKernelLayer {
   readonly backend = 'cpu' as const;
   readonly scheme: SchemeName;
@@ -111,6 +136,7 @@ export class NativeLowbitLayer implements NativeKernelLayer {
     this.outFeatures = n;
     this.rank = rank;
     this.handle = handle;
+    HANDLES.set(this, handle);
   }
 
   /** Validates the canonical tensors and repacks them into the CPU kernel format (off the main thread). */
@@ -129,8 +155,12 @@ export class NativeLowbitLayer implements NativeKernelLayer {
     return this.handle.disposed;
   }
 
-  /** Y [..., N] = the layer applied to X [..., K], off the main thread. */
-  async forward(x: Tensor, options: { lowRank?: LowRankMode; threads?: number } = {}): Promise<Tensor<'f32'>> {
+  /**
+   * Y [..., N] = the layer applied to X [..., K], off the main thread: into `options.out` when
+   * given, else into a new tensor from the engine's output pool (dispose() it to recycle the
+   * buffer at once; a dropped output is recycled when V8 collects it).
+   */
+  async forward(x: Tensor, options: NativeForwardOptions = {}): Promise<Tensor<'f32'>> {
     if (!(x instanceof Tensor) || x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
       throw new ArgumentError('x', `a tensor whose last dimension is ${this.inFeatures}`, x instanceof Tensor ? x.toString() : x);
     }
@@ -140,11 +170,18 @@ export class NativeLowbitLayer implements NativeKernelLayer {
     const threads = options.threads ?? 0;
     if (!Number.isInteger(threads) || threads < 0 || threads > 1024) throw new ArgumentError('options.threads', 'an integer in [0, 1024] (0: physical cores)', threads);
     if (this.disposed) throw new ArgumentError('this', 'a layer that has not been disposed');
+    const shape = [...x.shape.slice(0, -1), this.outFeatures];
+    const out = options.out === undefined ? undefined : checkOutTensor(options.out, shape, [x]);
     const xf = x.dtype === 'f32' ? (x as Tensor<'f32'>) : x.to('f32');
     const m = xf.numel / this.inFeatures;
+    const modeCode = LOW_RANK_MODES.indexOf(mode);
+    if (out !== undefined) {
+      await this.handle.forward(xf.data, m, out.data, modeCode, threads);
+      return out;
+    }
     // The worker allocates the output: no zero-filling of a large buffer on this thread.
-    const y = await this.handle.forward(xf.data, m, null, LOW_RANK_MODES.indexOf(mode), threads);
-    return Tensor.fromStorage(y, [...x.shape.slice(0, -1), this.outFeatures], 'f32');
+    const y = await this.handle.forward(xf.data, m, null, modeCode, threads);
+    return Tensor.fromStorage(y, shape, 'f32');
   }
 
   /** Frees the native memory now; later calls to forward() throw. */

@@ -1,6 +1,6 @@
-// Bindings for the benchmark harness (bench/run.ts): machine peaks, and timed runs of the kernels
-// on synthetic layers built here, so that each run is timed inside native code (no JS dispatch in
-// the measured interval) and setup (quantization, repacking) stays outside it.
+// Bindings for the benchmark harness (lib/bench): machine peaks, and timed runs of the kernels on
+// the layers and packed weights the public API uses, each run timed inside native code (no JS
+// dispatch in the measured interval), so that the harness can set the API's time beside it.
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -12,6 +12,9 @@
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "handles.h"
+#include "host_buffers.h"
+#include "svdquant/amx.h"
 #include "svdquant/compute_slice.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/lowbit.h"
@@ -23,18 +26,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// measurePeaks(threads, isa: 0|1|2, out: Float64Array(3)) -> Promise; out = [fp32 GFLOP/s, int8 GOP/s, DRAM GB/s]
+// measurePeaks(threads, isa: 0|1|2, out: Float64Array(4)) -> Promise; out = [fp32 GFLOP/s, int8 GOP/s
+// (VNNI), DRAM GB/s, int8 GOP/s on the AMX tile unit (0 when the kernels do not use it)]
 Napi::Value MeasurePeaks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int threads = static_cast<int>(get_int(info, 0, "threads", 0, 1024));
   const int isa = static_cast<int>(get_int(info, 1, "isa", 0, 2));
   if (isa > static_cast<int>(svdq::isa_choice().detected)) throw_arg(env, "isa", "a level this CPU supports");
-  double* out = get_array<double>(info, 2, "out", napi_float64_array, 3, "Float64Array");
+  double* out = get_array<double>(info, 2, "out", napi_float64_array, 4, "Float64Array");
   return run_job(env, false, [=] {
     const svdq::Peaks p = svdq::measure_peaks(threads, static_cast<svdq::Isa>(isa));
     out[0] = p.fp32_gflops;
     out[1] = p.int8_gops;
     out[2] = p.dram_gbps;
+    out[3] = p.amx_int8_gops;
   }, {info[2]});
 }
 
@@ -56,94 +61,86 @@ void time_runs(int warmup, int reps, double* out_ms, Run run) {
   }
 }
 
-// benchLowbit(scheme 0..4, m, k, n, rank, mode 0..2, threads, warmup, reps, out: Float64Array(reps + 2),
-// streamBytes) -> Promise; out = [ms per run..., kernel-format bytes, bf16 bytes of the dense layer].
-// With streamBytes > 0 the runs rotate over enough kernel-format copies of the layer to cover that
-// many bytes (pass about twice the last-level cache), so each run streams its weights from DRAM.
-Napi::Value BenchLowbit(const Napi::CallbackInfo& info) {
+// benchLayerForward(layers: NativeLowbitLayer handles, first, x, m, y, mode 0..2, threads, runs,
+// out: Float64Array(runs)) -> Promise; out = ms of each run. Times `runs` calls of lowbit_forward
+// (the kernels alone, no API path) on layers[(first + i) % layers.length], the very layer objects
+// the public API runs, so that the bench's API/kernel ratio compares like with like. Rotating over
+// copies that together exceed the last-level cache streams the weights from DRAM (M = 1).
+Napi::Value BenchLayerForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const int scheme = static_cast<int>(get_int(info, 0, "scheme", 0, 4));
-  const int64_t m = get_int(info, 1, "m", 1, 1 << 20);
-  const int64_t k = get_int(info, 2, "k", 1, 1 << 20);
-  const int64_t n = get_int(info, 3, "n", 1, 1 << 20);
-  const int64_t rank = get_int(info, 4, "rank", 0, 4096);
-  const int mode = static_cast<int>(get_int(info, 5, "mode", 0, 2));
+  if (info.Length() < 1 || !info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0)
+    throw_arg(env, "layers", "a non-empty array of native layer handles");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::shared_ptr<svdq::LowbitLayer>> layers;
+  for (uint32_t i = 0; i < arr.Length(); ++i) layers.push_back(lowbit_layer_of(env, arr.Get(i), "layers"));
+  const int64_t first = get_int(info, 1, "first", 0, int64_t(1) << 40);
+  const int64_t m = get_int(info, 3, "m", 1, 1 << 20);
+  const int64_t k = layers[0]->k, n = layers[0]->n;
+  for (const auto& l : layers)
+    if (l->k != k || l->n != n) throw_arg(env, "layers", "layers of one shape");
+  const float* x = get_array<float>(info, 2, "x", napi_float32_array, m * k, "Float32Array");
+  float* y = get_array<float>(info, 4, "y", napi_float32_array, m * n, "Float32Array");
+  const auto mode = static_cast<svdq::LowRankMode>(get_int(info, 5, "mode", 0, 2));
   const int threads = static_cast<int>(get_int(info, 6, "threads", 0, 1024));
-  const int warmup = static_cast<int>(get_int(info, 7, "warmup", 0, 1000));
-  const int reps = static_cast<int>(get_int(info, 8, "reps", 1, 100000));
-  double* out = get_array<double>(info, 9, "out", napi_float64_array, reps + 2, "Float64Array");
-  const int64_t stream_bytes = info.Length() > 10 ? get_int(info, 10, "streamBytes", 0, int64_t(1) << 40) : 0;
+  const int runs = static_cast<int>(get_int(info, 7, "runs", 1, 100000));
+  double* out = get_array<double>(info, 8, "out", napi_float64_array, runs, "Float64Array");
   return run_job(env, false, [=] {
-    using namespace svdq;
-    const auto sch = static_cast<LowbitScheme>(scheme);
-    // Canonical residual from random weights with the portable row quantizers (formats.h).
-    const std::vector<float> w = random_floats(static_cast<size_t>(n * k), 1, 0.05f);
-    const FormatKernels& fk = portable::kFormatKernels;
-    std::vector<uint8_t> codes;
-    std::vector<uint8_t> scales;
-    float g_w = 1.0f;
-    LowbitLayerDesc d;
-    d.scheme = sch;
-    d.n = n;
-    d.k = k;
-    d.rank = rank;
-    switch (sch) {
-      case LowbitScheme::W4A4:
-      case LowbitScheme::W4A16: {
-        const int64_t kp = padded_k(k, kInt4Group);
-        codes.resize(static_cast<size_t>(n * kp / 2));
-        scales.resize(static_cast<size_t>(n * (kp / kInt4Group)) * 4);
-        fk.quantize_int4(w.data(), n, k, codes.data(), reinterpret_cast<float*>(scales.data()));
-        break;
-      }
-      case LowbitScheme::Mxfp4: {
-        const int64_t kp = padded_k(k, kMxfp4Group);
-        codes.resize(static_cast<size_t>(n * kp / 2));
-        scales.resize(static_cast<size_t>(n * (kp / kMxfp4Group)));
-        fk.quantize_mxfp4(w.data(), n, k, codes.data(), scales.data(), MxScaleRule::Even);
-        break;
-      }
-      case LowbitScheme::Nvfp4: {
-        const int64_t kp = padded_k(k, kNvfp4Group);
-        codes.resize(static_cast<size_t>(n * kp / 2));
-        scales.resize(static_cast<size_t>(n * (kp / kNvfp4Group)));
-        g_w = nvfp4_global_scale(fk.amax_finite(w.data(), n * k));
-        fk.quantize_nvfp4(w.data(), n, k, g_w, codes.data(), scales.data());
-        break;
-      }
-      case LowbitScheme::W8A8: {
-        codes.resize(static_cast<size_t>(n * k));
-        scales.resize(static_cast<size_t>(n) * 4);
-        fk.quantize_int8(w.data(), n, k, reinterpret_cast<int8_t*>(codes.data()), reinterpret_cast<float*>(scales.data()));
-        break;
-      }
+    for (int i = 0; i < runs; ++i) {
+      const svdq::LowbitLayer& layer = *layers[static_cast<size_t>((first + i) % static_cast<int64_t>(layers.size()))];
+      const auto t0 = Clock::now();
+      svdq::lowbit_forward(layer, x, m, y, mode, threads);
+      out[i] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     }
-    std::vector<float> smooth = random_floats(static_cast<size_t>(k), 2, 0.25f);
-    for (auto& s : smooth) s = 1.0f + std::fabs(s);
-    const std::vector<float> l_down = random_floats(static_cast<size_t>(rank * k), 3, 0.02f);
-    const std::vector<float> l_up = random_floats(static_cast<size_t>(n * rank), 4, 0.02f);
-    const std::vector<float> bias = random_floats(static_cast<size_t>(n), 5, 0.1f);
-    d.w_codes = codes.data();
-    d.w_scales = scales.data();
-    d.w_global_scale = g_w;
-    d.smooth = smooth.data();
-    d.l_down = rank > 0 ? l_down.data() : nullptr;
-    d.l_up = rank > 0 ? l_up.data() : nullptr;
-    d.bias = bias.data();
-    std::vector<std::unique_ptr<LowbitLayer>> layers;
-    layers.push_back(prepare_lowbit_layer(d));
-    const int64_t one = static_cast<int64_t>(layers[0]->bytes());
-    while (static_cast<int64_t>(layers.size()) * one < stream_bytes && layers.size() < 64) layers.push_back(prepare_lowbit_layer(d));
-    const std::vector<float> x = random_floats(static_cast<size_t>(m * k), 6, 1.0f);
-    std::vector<float> y(static_cast<size_t>(m * n));
-    size_t next = 0;
-    time_runs(warmup, reps, out, [&] {
-      lowbit_forward(*layers[next], x.data(), m, y.data(), static_cast<LowRankMode>(mode), threads);
-      next = (next + 1) % layers.size();
-    });
-    out[reps] = static_cast<double>(one);
-    out[reps + 1] = static_cast<double>(layers[0]->bf16_bytes());
-  }, {info[9]});
+  }, {info[0], info[2], info[4], info[8]});
+}
+
+// benchLinearForward(packed, x, m, bias|null, y, threads, runs, out: Float64Array(runs)) -> Promise;
+// out = ms of each run of gemm_f32_packed (the Linear layer's kernel, no API path).
+Napi::Value BenchLinearForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw_arg(env, "packed", "packed weights from packF32Weights");
+  std::shared_ptr<svdq::PackedF32> packed = packed_f32_of(env, info[0], "packed");
+  const int64_t m = get_int(info, 2, "m", 1, 1 << 20);
+  const float* x = get_array<float>(info, 1, "x", napi_float32_array, m * packed->k, "Float32Array");
+  std::vector<Napi::Value> keep{info[1]};
+  const float* bias = nullptr;
+  if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) {
+    bias = get_array<float>(info, 3, "bias", napi_float32_array, packed->n, "Float32Array or null");
+    keep.push_back(info[3]);
+  }
+  float* y = get_array<float>(info, 4, "y", napi_float32_array, m * packed->n, "Float32Array");
+  const int threads = static_cast<int>(get_int(info, 5, "threads", 0, 1024));
+  const int runs = static_cast<int>(get_int(info, 6, "runs", 1, 100000));
+  double* out = get_array<double>(info, 7, "out", napi_float64_array, runs, "Float64Array");
+  keep.push_back(info[4]);
+  keep.push_back(info[7]);
+  return run_job(env, false, [=] {
+    svdq::ThreadPool& pool = svdq::shared_pool(threads);
+    for (int i = 0; i < runs; ++i) {
+      const auto t0 = Clock::now();
+      svdq::gemm_f32_packed(x, m, packed->k, *packed, bias, y, packed->n, false, pool);
+      out[i] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    }
+  }, keep);
+}
+
+// benchFlushCaches(bytes) -> Promise: reads a buffer of `bytes` (allocated and written once, kept),
+// so that the data a following run reads comes from DRAM (pass about twice the last-level cache).
+Napi::Value BenchFlushCaches(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t bytes = get_int(info, 0, "bytes", 0, int64_t(1) << 36);
+  return run_job(env, false, [bytes] {
+    static std::vector<uint64_t> buffer;  // run_job jobs of the bench run one at a time
+    const size_t words = static_cast<size_t>(bytes) / 8;
+    if (buffer.size() < words) buffer.assign(words, 1);
+    uint64_t s0 = 0, s1 = 0;
+    for (size_t i = 0; i + 1 < words; i += 16) {  // one word per 64-byte line pair is enough to fetch them
+      s0 += buffer[i];
+      s1 += buffer[i + 8 < words ? i + 8 : i];
+    }
+    volatile uint64_t sink = s0 + s1;
+    (void)sink;
+  }, {});
 }
 
 // benchGemmF32(m, k, n, threads, warmup, reps, out: Float64Array(reps + 1)) -> Promise;
@@ -176,7 +173,9 @@ Napi::Value BenchGemmF32(const Napi::CallbackInfo& info) {
 
 void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("measurePeaks", Napi::Function::New(env, MeasurePeaks, "measurePeaks"));
-  exports.Set("benchLowbit", Napi::Function::New(env, BenchLowbit, "benchLowbit"));
+  exports.Set("benchLayerForward", Napi::Function::New(env, BenchLayerForward, "benchLayerForward"));
+  exports.Set("benchFlushCaches", Napi::Function::New(env, BenchFlushCaches, "benchFlushCaches"));
+  exports.Set("benchLinearForward", Napi::Function::New(env, BenchLinearForward, "benchLinearForward"));
   exports.Set("benchGemmF32", Napi::Function::New(env, BenchGemmF32, "benchGemmF32"));
   // schedInfo() -> { sliceMs, source, error, threadSliceMs }: the compute threads' scheduler hint
   // (compute_slice.h) and the slice the kernel reports for a thread that asks for it (-1: not Linux;
@@ -197,6 +196,40 @@ void register_bench(Napi::Env env, Napi::Object exports) {
     o.Set("threadSliceMs", Napi::Number::New(e, applied < 0 ? -1.0 : static_cast<double>(applied) / 1000.0));
     return o;
   }, "schedInfo"));
+  // spinInfo() -> { us, error }: how long waiting pool threads spin before they sleep
+  // (thread_pool.h); error: an invalid SVDQUANT_SPIN_US.
+  exports.Set("spinInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("us", Napi::Number::New(e, static_cast<double>(svdq::spin_us())));
+    o.Set("error", Napi::String::New(e, svdq::spin_setting_error()));
+    return o;
+  }, "spinInfo"));
+  // amxInfo() -> { supported, enabled, status, error }: the AMX tile unit of the low-bit GEMM
+  // (amx.h); error: an invalid SVDQUANT_AMX.
+  exports.Set("amxInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("supported", Napi::Boolean::New(e, svdq::amx_supported()));
+    o.Set("enabled", Napi::Boolean::New(e, svdq::amx_enabled()));
+    o.Set("status", Napi::String::New(e, svdq::amx_status()));
+    o.Set("error", Napi::String::New(e, svdq::amx_setting_error()));
+    return o;
+  }, "amxInfo"));
+  // hostPoolStats() -> { allocs, reused, freshLarge, freshBytes, liveBytes, cachedBytes }: the output-buffer
+  // pool's counters (host_buffers.h), so the bench can say how many outputs came fresh.
+  exports.Set("hostPoolStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env e = info.Env();
+    const HostPoolStats s = host_pool_stats();
+    Napi::Object o = Napi::Object::New(e);
+    o.Set("allocs", Napi::Number::New(e, static_cast<double>(s.allocs)));
+    o.Set("reused", Napi::Number::New(e, static_cast<double>(s.reused)));
+    o.Set("freshLarge", Napi::Number::New(e, static_cast<double>(s.fresh_large)));
+    o.Set("freshBytes", Napi::Number::New(e, static_cast<double>(s.fresh_bytes)));
+    o.Set("liveBytes", Napi::Number::New(e, static_cast<double>(s.live_bytes)));
+    o.Set("cachedBytes", Napi::Number::New(e, static_cast<double>(s.cached_bytes)));
+    return o;
+  }, "hostPoolStats"));
   exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), svdq::physical_cores());
   }, "physicalCores"));

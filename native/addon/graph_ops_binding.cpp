@@ -14,6 +14,7 @@
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "handles.h"
 #include "host_buffers.h"
 #include "svdquant/gemm_f32.h"
 #include "svdquant/isa.h"
@@ -58,6 +59,7 @@ Napi::Value ReleaseF32(const Napi::CallbackInfo& info) {
   if (a.ByteOffset() != 0 || a.ByteLength() != bytes || bytes == 0 || !host_f32_owns(buf.Data(), bytes)) {
     return Napi::Boolean::New(env, false);
   }
+  host_f32_release_detached(static_cast<float*>(buf.Data()));
   buf.Detach();
   return Napi::Boolean::New(env, true);
 }
@@ -236,9 +238,8 @@ Napi::Value PackF32Weights(const Napi::CallbackInfo& info) {
 // linearF32(packed, x, m, bias|null, y|null, threads) -> Promise<void | Float32Array>: y[m, n] = x[m, k]·Wᵀ (+ bias)
 Napi::Value LinearF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<PackedPtr>>().CheckTypeTag(&kPackedTag))
-    throw_arg(env, "packed", "packed weights from packF32Weights");
-  PackedPtr packed = *info[0].As<Napi::External<PackedPtr>>().Data();
+  if (info.Length() < 1) throw_arg(env, "packed", "packed weights from packF32Weights");
+  PackedPtr packed = packed_f32_of(env, info[0], "packed");
   const int64_t m = get_int(info, 2, "m", 0, kMaxElems);
   if (static_cast<double>(m) * static_cast<double>(std::max(packed->k, packed->n)) > static_cast<double>(kMaxElems))
     throw_arg(env, "m", "m · max(n, k) below 2^46");
@@ -286,6 +287,12 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+std::shared_ptr<svdq::PackedF32> packed_f32_of(Napi::Env env, Napi::Value v, const char* name) {
+  if (!v.IsExternal() || !v.As<Napi::External<PackedPtr>>().CheckTypeTag(&kPackedTag))
+    throw_arg(env, name, "packed weights from packF32Weights");
+  return *v.As<Napi::External<PackedPtr>>().Data();
+}
 
 void register_graph_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseF32", Napi::Function::New(env, ReleaseF32, "releaseF32"));

@@ -6,9 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "addon_data.h"
 #include "args.h"
 #include "async_task.h"
 #include "bindings.h"
+#include "handles.h"
 #include "lowbit_desc.h"
 #include "svdquant/lowbit.h"
 
@@ -31,6 +33,8 @@ class LayerHandle : public Napi::ObjectWrap<LayerHandle> {
   explicit LayerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LayerHandle>(info) {}
 
   ~LayerHandle() override { release(Env(), /*adjust=*/false); }
+
+  std::shared_ptr<LowbitLayer> layer() const { return layer_; }
 
   void adopt(Napi::Env env, std::shared_ptr<LowbitLayer> layer) {
     layer_ = std::move(layer);
@@ -96,7 +100,7 @@ class PrepareTask : public Napi::AsyncWorker {
   }
 
   void OnOK() override {
-    Napi::Object obj = Env().GetInstanceData<Napi::FunctionReference>()->New({});
+    Napi::Object obj = addon_data(Env()).layer_ctor.New({});
     LayerHandle::Unwrap(obj)->adopt(Env(), std::shared_ptr<LowbitLayer>(std::move(layer_)));
     deferred_.Resolve(obj);
   }
@@ -213,9 +217,17 @@ void read_lowbit_desc(Napi::Env env, Napi::Object o, svdq::LowbitLayerDesc& d, s
   }
 }
 
+std::shared_ptr<svdq::LowbitLayer> lowbit_layer_of(Napi::Env env, Napi::Value v, const char* name) {
+  Napi::FunctionReference& ctor = addon_data(env).layer_ctor;
+  if (!v.IsObject() || ctor.IsEmpty() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) throw_arg(env, name, "a native layer handle");
+  std::shared_ptr<svdq::LowbitLayer> layer = LayerHandle::Unwrap(v.As<Napi::Object>())->layer();
+  if (!layer) throw_arg(env, name, "a layer that has not been disposed");
+  return layer;
+}
+
 void register_layers(Napi::Env env, Napi::Object exports) {
   // Per-environment constructor (worker threads each load their own instance of the addon).
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(LayerHandle::Define(env))));
+  addon_data(env).layer_ctor = Napi::Persistent(LayerHandle::Define(env));
   exports.Set("prepareLowbitLayer", Napi::Function::New(env, PrepareLowbitLayer, "prepareLowbitLayer"));
 }
 

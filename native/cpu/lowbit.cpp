@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "svdquant/amx.h"
 #include "svdquant/codecs.h"
 #include "svdquant/isa.h"
 #include "svdquant/thread_pool.h"
@@ -97,7 +99,8 @@ void LowbitActs::resize(const LowbitLayer& L, int64_t rows) {
     codes.resize(0);
     xhat.resize(mr * static_cast<size_t>(L.kp) * 4, false);
   } else {
-    codes.resize(mr * static_cast<size_t>(L.kp), false);
+    // 15 rows of slack: AMX tiles read 16 token rows at a time and drop those past m.
+    codes.resize((mr + 15) * static_cast<size_t>(L.kp), false);
     xhat.resize(0);
   }
   scale.resize(mr * static_cast<size_t>(L.groups) * 4, false);
@@ -293,12 +296,50 @@ struct Workspace {
   std::vector<LowbitScratch> scratch;
 };
 
-thread_local std::unique_ptr<Workspace> tl_workspace;
+// Work buffers kept for reuse by later calls: one free list for every calling thread (the libuv
+// workers that run forwards take turns), so the buffers are sized and faulted in once rather than
+// once per worker thread; concurrent calls each take their own.
+class WorkspacePool {
+ public:
+  std::unique_ptr<Workspace> acquire() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.empty()) return std::make_unique<Workspace>();
+    std::unique_ptr<Workspace> w = std::move(free_.back());
+    free_.pop_back();
+    return w;
+  }
+  void release(std::unique_ptr<Workspace> w) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(w));
+  }
+  void clear() {
+    std::vector<std::unique_ptr<Workspace>> drop;
+    std::lock_guard<std::mutex> lock(mutex_);
+    drop.swap(free_);
+  }
 
-Workspace& workspace() {
-  if (!tl_workspace) tl_workspace = std::make_unique<Workspace>();
-  return *tl_workspace;
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Workspace>> free_;
+};
+
+WorkspacePool& workspace_pool() {
+  static WorkspacePool* pool = new WorkspacePool();  // never destroyed: usable until exit
+  return *pool;
 }
+
+// A workspace for the duration of one call.
+class WorkspaceLease {
+ public:
+  WorkspaceLease() : w_(workspace_pool().acquire()) {}
+  ~WorkspaceLease() { workspace_pool().release(std::move(w_)); }
+  WorkspaceLease(const WorkspaceLease&) = delete;
+  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+  Workspace& operator*() const { return *w_; }
+
+ private:
+  std::unique_ptr<Workspace> w_;
+};
 
 void size_scratch(const LowbitLayer& L, std::vector<LowbitScratch>& s, int threads) {
   if (static_cast<int>(s.size()) < threads) s.resize(static_cast<size_t>(threads));
@@ -309,6 +350,7 @@ void size_scratch(const LowbitLayer& L, std::vector<LowbitScratch>& s, int threa
     x.codes.resize(kp + G * 4 + 64, false);
     x.wexp.resize(kLowbitNv * kp * (L.scheme == LowbitScheme::W4A16 ? 64 : 16), false);  // w4a16: fp32
     x.wscale.resize(kLowbitNv * G * 16 * 4, false);
+    x.amx_acc.resize(static_cast<size_t>((kLowbitMc + 15) / 16 + 1) * kLowbitNv * 256 * 4, false);
   }
 }
 
@@ -332,7 +374,12 @@ struct Tile {
 
 constexpr int64_t kSmallM = 4;  // up to this many tokens: one row block, split over panels only
 
-std::vector<Tile> plan_tiles(const LowbitLayer& L, int64_t M, int threads) {
+// Token rows per micro-tile of the GEMM for `isa`: AMX tiles hold 16 rows, the VNNI tile kLowbitMr.
+int64_t tile_rows(const LowbitLayer& L, Isa isa) {
+  return isa == Isa::Avx512 && L.scheme != LowbitScheme::W4A16 && amx_enabled() ? 16 : kLowbitMr;
+}
+
+std::vector<Tile> plan_tiles(const LowbitLayer& L, int64_t M, int threads, int64_t mr) {
   std::vector<Tile> tiles;
   const int64_t P = L.panels;
   if (M <= kSmallM) {
@@ -345,7 +392,7 @@ std::vector<Tile> plan_tiles(const LowbitLayer& L, int64_t M, int threads) {
   // Token chunks of at most kLowbitMc rows, balanced (M = 1024 gives 4 × 210 + 184 rather than
   // 4 × 252 + 16: every chunk pays one weight expansion per panel pair), in whole micro-tiles.
   const int64_t nmc = (M + kLowbitMc - 1) / kLowbitMc;
-  const int64_t mc = ((M + nmc - 1) / nmc + kLowbitMr - 1) / kLowbitMr * kLowbitMr;
+  const int64_t mc = ((M + nmc - 1) / nmc + mr - 1) / mr * mr;
   const int64_t mchunks = (M + mc - 1) / mc;
   const int64_t pgroups = (P + kLowbitNv - 1) / kLowbitNv;
   // Aim at >= 8 tiles per thread (dynamic balancing), each at least one NV group wide.
@@ -380,12 +427,13 @@ void forward_impl(const LowbitLayer& L, const float* X, int64_t M, float* Y, Low
   const LowbitKernels& kern = lowbit_kernels_for(checked_isa(isa));
   ThreadPool& pool = shared_pool(threads);
   const int nthreads = pool.size();
-  Workspace& ws = workspace();
+  const WorkspaceLease lease;
+  Workspace& ws = *lease;
   size_scratch(L, ws.scratch, nthreads);
   LowbitActs& A = ws.acts;
   A.resize(L, M);
   const bool branch = L.rank > 0;
-  const std::vector<Tile> tiles = plan_tiles(L, M, nthreads);
+  const std::vector<Tile> tiles = plan_tiles(L, M, nthreads, tile_rows(L, isa));
   const int64_t ntiles = static_cast<int64_t>(tiles.size());
 
   if (mode == LowRankMode::Fused || !branch) {
@@ -463,7 +511,8 @@ void quantize_act(const LowbitLayer& L, const float* X, int64_t M, LowbitActs& a
   if (M > 0 && X == nullptr) throw std::invalid_argument("quantize_act: X must not be null");
   const LowbitKernels& kern = lowbit_kernels_for(checked_isa(isa));
   ThreadPool& pool = shared_pool(threads);
-  Workspace& ws = workspace();
+  const WorkspaceLease lease;
+  Workspace& ws = *lease;
   size_scratch(L, ws.scratch, pool.size());
   acts.resize(L, M);
   if (M == 0) return;
@@ -480,9 +529,10 @@ void gemm_lowbit(const LowbitLayer& L, const LowbitActs& A, float* Y, int thread
   if (A.m == 0) return;
   const LowbitKernels& kern = lowbit_kernels_for(checked_isa(isa));
   ThreadPool& pool = shared_pool(threads);
-  Workspace& ws = workspace();
+  const WorkspaceLease lease;
+  Workspace& ws = *lease;
   size_scratch(L, ws.scratch, pool.size());
-  const std::vector<Tile> tiles = plan_tiles(L, A.m, pool.size());
+  const std::vector<Tile> tiles = plan_tiles(L, A.m, pool.size(), tile_rows(L, isa));
   pool.parallel_for(static_cast<int64_t>(tiles.size()), [&](int64_t t, int thread) {
     const Tile& tl = tiles[static_cast<size_t>(t)];
     kern.gemm(L, A, tl.m0, tl.m1, tl.p0, tl.p1, Y, L.n, true, ws.scratch[static_cast<size_t>(thread)]);
@@ -503,6 +553,6 @@ void lowbit_forward(const LowbitLayer& L, const float* X, int64_t M, float* Y, L
   forward_impl(L, X, M, Y, mode, threads, isa_choice().active);
 }
 
-void lowbit_release_workspace() { tl_workspace.reset(); }
+void lowbit_release_workspace() { workspace_pool().clear(); }
 
 }  // namespace svdq

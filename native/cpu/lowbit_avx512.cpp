@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "svdquant/amx.h"
 #include "svdquant/codecs.h"
 #include "svdquant/formats.h"
 #include "svdquant/lowbit.h"
@@ -670,22 +671,26 @@ void tile_dispatch(const Gemm& a, int64_t mb, int64_t mr, int64_t pg, int64_t nv
   }
 }
 
-// Panels [pg, pg+nv) -> u8 operands (code + offset), interleaved per step: [kp/4][nv][64]; and
-// their scales as fp32 (Exp: e_w), [G][nv][16].
-void expand_panels(const LowbitLayer& L, int64_t pg, int64_t nv, uint8_t* wexp, float* wsc) {
+// Panels [pg, pg+nv) -> u8 operands (code + offset; with s8, the signed values themselves, for
+// AMX's s8×s8 products), interleaved per step: [kp/4][nv][64]; and their scales as fp32 (Exp:
+// e_w), [G][nv][16].
+void expand_panels(const LowbitLayer& L, int64_t pg, int64_t nv, uint8_t* wexp, float* wsc, bool s8 = false) {
   const int64_t kp = L.kp, G = L.groups;
   const int64_t step = nv * 64;
   if (L.scheme == LowbitScheme::W8A8) {
     for (int64_t v = 0; v < nv; ++v) {
       const uint8_t* src = L.w.as<uint8_t>() + (pg + v) * kp * 16;
-      for (int64_t j = 0; j < kp / 4; ++j) _mm512_store_si512(wexp + j * step + v * 64, _mm512_load_si512(src + j * 64));
+      const __m512i flip = _mm512_set1_epi8(s8 ? static_cast<char>(0x80) : 0);  // q + 128 -> q
+      for (int64_t j = 0; j < kp / 4; ++j)
+        _mm512_store_si512(wexp + j * step + v * 64, _mm512_xor_si512(_mm512_load_si512(src + j * 64), flip));
       _mm512_store_ps(wsc + v * 16, _mm512_load_ps(L.w_scale.as<float>() + (pg + v) * 16));
     }
     return;
   }
   const bool e2m1 = L.scheme == LowbitScheme::Mxfp4 || L.scheme == LowbitScheme::Nvfp4;
-  const __m512i lut = lut_e2m1x2_plus12();
+  const __m512i lut = s8 ? lut_e2m1x2() : lut_e2m1x2_plus12();
   const __m512i low = _mm512_set1_epi8(0x0F);
+  const __m512i int4_zero = _mm512_set1_epi8(s8 ? 8 : 0);  // INT4 nibbles hold q + 8
   for (int64_t v = 0; v < nv; ++v) {
     const uint8_t* src = L.w.as<uint8_t>() + (pg + v) * kp * 8;
     uint8_t* dst = wexp + v * 64;
@@ -696,6 +701,9 @@ void expand_panels(const LowbitLayer& L, int64_t pg, int64_t nv, uint8_t* wexp, 
       if (e2m1) {
         lo = _mm512_shuffle_epi8(lut, lo);
         hi = _mm512_shuffle_epi8(lut, hi);
+      } else {
+        lo = _mm512_sub_epi8(lo, int4_zero);
+        hi = _mm512_sub_epi8(hi, int4_zero);
       }
       _mm512_store_si512(dst + (2 * j) * step, lo);
       _mm512_store_si512(dst + (2 * j + 1) * step, hi);
@@ -984,6 +992,254 @@ void gemm_w4a16(const Gemm& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1, L
   }
 }
 
+// ---- AMX (amx.h) ---------------------------------------------------------------------------
+// The same block sums from the tile unit: per (16-token block, panel, group) one tdpbssd of the
+// tokens' s8 codes (tile A: 16 rows × one group of k) by the panel's s8 weights (tile B: the group's
+// 4-deep steps × 16 columns × 4, exactly the expanded layout above) gives the 16×16 int32 sums I,
+// exact like VNNI's (s8×s8, no offset, so no correction). They go through memory to the vector
+// unit, which applies the scale step of the group in the kernels' order, keeping the 16 rows' fp32
+// accumulators in registers; the next group's tile multiply runs meanwhile (two C tiles in turn).
+// w8a8 (one group, the whole row) accumulates every 64-deep chunk in the C tile and scales once.
+// Tile instructions are written as inline assembly (no compiler flags needed).
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+#define AMX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
+#define AMX_LOAD(t, base, stride) \
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<int64_t>(stride)) : "memory")
+#define AMX_STORE(t, base, stride) \
+  __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<int64_t>(stride)) : "memory")
+// tmm<c> += tmm2 (A, s8) · tmm3 (B, s8)
+#define AMX_DP(c) __asm__ volatile("tdpbssd %%tmm3, %%tmm2, %%tmm" #c ::)
+
+// The scale step of one group for 16 rows (the portable kernel's operations, in its order): w8a8's
+// single group, after its chunks were summed in the C tile.
+template <Sc SC>
+inline void amx_scale(__m512 (&acc)[16], const int32_t* I, __m512 sw, const float* sx) {
+  for (int r = 0; r < 16; ++r) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_load_si512(I + 16 * r));
+    const __m512 s = _mm512_set1_ps(sx[r]);
+    if (SC == Sc::Fp) acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(f, sw), s, acc[r]);
+    else acc[r] = _mm512_add_ps(acc[r], _mm512_scalef_ps(f, _mm512_add_ps(s, sw)));
+  }
+}
+
+// The 16 × 16 output tile over all groups, in assembly (the accumulators must stay in zmm0-15
+// across the tile instructions). Tiles: C in tmm0 / tmm1 for even / odd groups, A in tmm2 / tmm4,
+// B in tmm3 / tmm5, so that group g+1's multiply is issued before group g's sums are stored (the
+// store waits for the multiply) and scaled. zmm16: the group's weight scales; zmm17-24 temporaries.
+// Per row r of a group, exactly the portable kernel's operations (see the VNNI tile above):
+//   Fp:  acc = fma(float(I)·s_w, s_x, acc)      Exp: acc = acc + scalef(float(I), e_x + e_w)
+#define AX_FP(r, t, e, base)                                               \
+  "vcvtdq2ps " #r "*64(" base "), %%zmm" #t "\n\t"                         \
+  "vmulps %%zmm16, %%zmm" #t ", %%zmm" #t "\n\t"                           \
+  "vfmadd231ps " #r "*4(%[sx])%{1to16%}, %%zmm" #t ", %%zmm" #r "\n\t"
+#define AX_EXP(r, t, e, base)                                              \
+  "vcvtdq2ps " #r "*64(" base "), %%zmm" #t "\n\t"                         \
+  "vaddps " #r "*4(%[sx])%{1to16%}, %%zmm16, %%zmm" #e "\n\t"              \
+  "vscalefps %%zmm" #e ", %%zmm" #t ", %%zmm" #t "\n\t"                    \
+  "vaddps %%zmm" #t ", %%zmm" #r ", %%zmm" #r "\n\t"
+// Rows with their temporaries (zmm17-20, and zmm21-24 for the Exp form), four rows in flight.
+#define AX_ROWS(F, base)                                                                                   \
+  F(0, 17, 21, base) F(1, 18, 22, base) F(2, 19, 23, base) F(3, 20, 24, base) F(4, 17, 21, base)          \
+  F(5, 18, 22, base) F(6, 19, 23, base) F(7, 20, 24, base) F(8, 17, 21, base) F(9, 18, 22, base)          \
+  F(10, 19, 23, base) F(11, 20, 24, base) F(12, 17, 21, base) F(13, 18, 22, base) F(14, 19, 23, base)     \
+  F(15, 20, 24, base)
+#define AX_SCALE(F, base) "vmovaps (%[sw]), %%zmm16\n\t" AX_ROWS(F, base) "add %[swstep], %[sw]\n\t" "add %[sxstep], %[sx]\n\t"
+#define AX_NEXT(c, a, b)                          \
+  "tilezero %%tmm" #c "\n\t"                      \
+  "tileloadd (%[x],%[ldx],1), %%tmm" #a "\n\t"    \
+  "tileloadd (%[w],%[ldw],1), %%tmm" #b "\n\t"    \
+  "tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c "\n\t" \
+  "add %[xg], %[x]\n\t"                           \
+  "add %[wg], %[w]\n\t"
+#define AX_L(r) "vmovaps " #r "*64(%[C]), %%zmm" #r "\n\t"
+#define AX_S(r) "vmovaps %%zmm" #r ", " #r "*64(%[C])\n\t"
+#define AX_ALL(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
+#define AX_BODY(F)                                                     \
+  AX_ALL(AX_L)                                                         \
+  "lea 1024(%[stg]), %%r11\n\t"                                        \
+  AX_NEXT(0, 2, 3)                                                     \
+  "1:\n\t"                                                             \
+  "dec %[ng]\n\t"                                                      \
+  "jz 3f\n\t"                                                          \
+  AX_NEXT(1, 4, 5)                                                     \
+  "tilestored %%tmm0, (%[stg],%[s64],1)\n\t"                           \
+  AX_SCALE(F, "%[stg]")                                                \
+  "dec %[ng]\n\t"                                                      \
+  "jz 4f\n\t"                                                          \
+  AX_NEXT(0, 2, 3)                                                     \
+  "tilestored %%tmm1, (%%r11,%[s64],1)\n\t"                            \
+  AX_SCALE(F, "%%r11")                                                 \
+  "jmp 1b\n\t"                                                         \
+  "3:\n\t"                                                             \
+  "tilestored %%tmm0, (%[stg],%[s64],1)\n\t"                           \
+  AX_SCALE(F, "%[stg]")                                                \
+  "jmp 5f\n\t"                                                         \
+  "4:\n\t"                                                             \
+  "tilestored %%tmm1, (%%r11,%[s64],1)\n\t"                            \
+  AX_SCALE(F, "%%r11")                                                 \
+  "5:\n\t"                                                             \
+  AX_ALL(AX_S)
+
+// ng >= 1 groups; x / w at the first group (advancing xg / wg bytes per group), sw / sx advancing
+// swstep / sxstep bytes; stg: 2 KiB of staging; C: the 16 × 16 accumulators, read and written back
+// (the caller zeroes them before the first group).
+template <Sc SC>
+void amx_tile_asm(const int8_t* x, int64_t ldx, int64_t xg, const uint8_t* w, int64_t ldw, int64_t wg, const float* sw,
+                  int64_t swstep, const float* sx, int64_t sxstep, int64_t ng, int32_t* stg, float* C);
+
+#define AX_DEFINE(SC, F)                                                                                            \
+  template <>                                                                                                       \
+  void amx_tile_asm<SC>(const int8_t* x, int64_t ldx, int64_t xg, const uint8_t* w, int64_t ldw, int64_t wg,        \
+                        const float* sw, int64_t swstep, const float* sx, int64_t sxstep, int64_t ng, int32_t* stg, \
+                        float* C) {                                                                                 \
+    const int64_t s64 = 64;                                                                                         \
+    __asm__ volatile(AX_BODY(F)                                                                                     \
+                     : [x] "+r"(x), [w] "+r"(w), [sw] "+r"(sw), [sx] "+r"(sx), [ng] "+r"(ng)                        \
+                     : [ldx] "r"(ldx), [xg] "r"(xg), [ldw] "r"(ldw), [wg] "r"(wg), [swstep] "r"(swstep),            \
+                       [sxstep] "r"(sxstep), [stg] "r"(stg), [C] "r"(C), [s64] "r"(s64)                             \
+                     : "r11", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",        \
+                       "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17",      \
+                       "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24");                              \
+  }
+AX_DEFINE(Sc::Fp, AX_FP)
+AX_DEFINE(Sc::Exp, AX_EXP)
+
+// The epilogue of a 16-row AMX tile for its first mr rows (store_tile, which needs MR at compile time).
+void store_any(const Gemm& a, const float* C, int64_t mb, int64_t mr, int64_t p) {
+  switch (mr) {
+    case 1: store_tile<1, 1>(a, C, mb, p); break;
+    case 2: store_tile<2, 1>(a, C, mb, p); break;
+    case 3: store_tile<3, 1>(a, C, mb, p); break;
+    case 4: store_tile<4, 1>(a, C, mb, p); break;
+    case 5: store_tile<5, 1>(a, C, mb, p); break;
+    case 6: store_tile<6, 1>(a, C, mb, p); break;
+    case 7: store_tile<7, 1>(a, C, mb, p); break;
+    case 8: store_tile<8, 1>(a, C, mb, p); break;
+    case 9: store_tile<9, 1>(a, C, mb, p); break;
+    case 10: store_tile<10, 1>(a, C, mb, p); break;
+    case 11: store_tile<11, 1>(a, C, mb, p); break;
+    case 12: store_tile<12, 1>(a, C, mb, p); break;
+    case 13: store_tile<13, 1>(a, C, mb, p); break;
+    case 14: store_tile<14, 1>(a, C, mb, p); break;
+    case 15: store_tile<15, 1>(a, C, mb, p); break;
+    default: store_tile<16, 1>(a, C, mb, p); break;
+  }
+}
+
+// w8a8: 16 token rows [mb, mb+mr) × panel `v` of the expanded pair (column panel p): every 64-deep
+// chunk summed in the C tile, one scale step. Rows past mr are computed from readable padding
+// (LowbitActs keeps 15 rows of slack) and never stored.
+template <Sc SC>
+void amx_tile_w8(const Gemm& a, int64_t mb, int64_t mr, int64_t p, int64_t v, int64_t nv) {
+  const LowbitActs& A = *a.A;
+  const int64_t kp = a.kp, ldw = nv * 64;
+  const int8_t* x = A.codes.as<int8_t>() + mb * kp;
+  const uint8_t* w = a.w + v * 64;
+  alignas(64) int32_t staging[256];
+  __m512 acc[16];
+  for (auto& r : acc) r = _mm512_setzero_ps();
+  AMX_ZERO(0);
+  for (int64_t c = 0; c < kp / 64; ++c) {
+    AMX_LOAD(2, x + c * 64, kp);
+    AMX_LOAD(3, w + c * 16 * ldw, ldw);
+    AMX_DP(0);
+  }
+  AMX_STORE(0, staging, 64);
+  amx_scale<SC>(acc, staging, _mm512_load_ps(a.sw + v * 16), A.scale.as<float>() + mb);
+  alignas(64) float C[16 * 16];
+  for (int r = 0; r < 16; ++r) _mm512_store_ps(C + 16 * r, acc[r]);
+  store_any(a, C, mb, mr, p);
+}
+
+// Groups per K block of the AMX loop: a block's A (16 rows) and B (both panels) stay in L1 while
+// every 16-row block of the task uses them (int4: 8 × 64 k = 8 KiB of A, 16 KiB of B).
+constexpr int64_t kAmxBlockK = 512;
+
+void gemm_amx(Gemm& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1, LowbitScratch& s) {
+  const LowbitLayer& L = *a.L;
+  const bool exp = L.scheme == LowbitScheme::Mxfp4;
+  const int64_t chunk = L.scheme == LowbitScheme::W8A8 ? 64 : L.group;  // k per A tile
+  TileConfig cfg;
+  cfg.colsb[0] = cfg.colsb[1] = 64;  // C: 16 × 16 int32
+  cfg.rows[0] = cfg.rows[1] = 16;
+  cfg.colsb[2] = cfg.colsb[4] = static_cast<uint16_t>(chunk);  // A (even, odd groups): 16 tokens × chunk s8
+  cfg.rows[2] = cfg.rows[4] = 16;
+  cfg.colsb[3] = cfg.colsb[5] = 64;  // B: chunk/4 steps × 16 columns × 4 s8
+  cfg.rows[3] = cfg.rows[5] = static_cast<uint8_t>(chunk / 4);
+  __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+  const int64_t wpanel = L.kp * (L.scheme == LowbitScheme::W8A8 ? 16 : 8);
+  const int64_t spanel = static_cast<int64_t>(L.w_scale.size()) / L.panels;
+  const int64_t blocks = (m1 - m0 + 15) / 16;
+  // Accumulators of every 16-row block × panel of the task (at most 16 × 2 KiB), and the staging
+  // of the C tiles.
+  float* acc = s.amx_acc.as<float>();
+  alignas(64) int32_t staging[512];
+  for (int64_t pg = p0; pg < p1; pg += 2) {
+    const int64_t nv = p1 - pg < 2 ? 1 : 2;
+    expand_panels(L, pg, nv, s.wexp.as<uint8_t>(), s.wscale.as<float>(), /*s8=*/true);
+    a.w = s.wexp.as<uint8_t>();
+    a.sw = s.wscale.as<float>();
+    // While the blocks run, bring the next pair's codes and scales into L2, a slice per block.
+    const int64_t next = pg + 2 < p1 ? pg + 2 : -1;
+    const int64_t nnext = next < 0 ? 0 : (p1 - next < 2 ? 1 : 2);
+    const int64_t wbytes = nnext * wpanel, sbytes = nnext * spanel;
+    const int64_t wper = (wbytes / blocks + 63) / 64 * 64, sper = (sbytes / blocks + 63) / 64 * 64;
+    auto prefetch_next = [&](int64_t t) {
+      if (next < 0) return;
+      const uint8_t* wn = L.w.as<uint8_t>() + next * wpanel;
+      const uint8_t* sn = L.w_scale.as<uint8_t>() + next * spanel;
+      for (int64_t o = t * wper; o < (t + 1) * wper && o < wbytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wn + o), _MM_HINT_T1);
+      for (int64_t o = t * sper; o < (t + 1) * sper && o < sbytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(sn + o), _MM_HINT_T1);
+    };
+    if (L.scheme == LowbitScheme::W8A8) {
+      int64_t t = 0;
+      for (int64_t mb = m0; mb < m1; mb += 16, ++t) {
+        prefetch_next(t);
+        const int64_t mr = m1 - mb < 16 ? m1 - mb : 16;
+        for (int64_t v = 0; v < nv; ++v) {
+          if (exp) amx_tile_w8<Sc::Exp>(a, mb, mr, pg + v, v, nv);
+          else amx_tile_w8<Sc::Fp>(a, mb, mr, pg + v, v, nv);
+        }
+      }
+      continue;
+    }
+    // K blocks outermost: each 16-row block × panel keeps its accumulators in acc between blocks.
+    std::memset(acc, 0, static_cast<size_t>(blocks * nv) * 1024);
+    const int64_t group = a.group, ldw = nv * 64, kg = kAmxBlockK / group > 0 ? kAmxBlockK / group : 1;
+    const int64_t M = a.A->m, kp = a.kp;
+    for (int64_t g0 = 0; g0 < a.G; g0 += kg) {
+      const int64_t ng = a.G - g0 < kg ? a.G - g0 : kg;
+      int64_t t = 0;
+      for (int64_t mb = m0; mb < m1; mb += 16, ++t) {
+        if (g0 == 0) prefetch_next(t);
+        const int8_t* x = a.A->codes.as<int8_t>() + mb * kp + g0 * group;
+        const float* sx = a.A->scale.as<float>() + g0 * M + mb;
+        for (int64_t v = 0; v < nv; ++v) {
+          const uint8_t* w = a.w + v * 64 + g0 * (group / 4) * ldw;
+          const float* sw = a.sw + (g0 * nv + v) * 16;
+          float* C = acc + (t * nv + v) * 256;
+          if (exp) amx_tile_asm<Sc::Exp>(x, kp, group, w, ldw, (group / 4) * ldw, sw, nv * 64, sx, M * 4, ng, staging, C);
+          else amx_tile_asm<Sc::Fp>(x, kp, group, w, ldw, (group / 4) * ldw, sw, nv * 64, sx, M * 4, ng, staging, C);
+        }
+      }
+    }
+    int64_t t = 0;
+    for (int64_t mb = m0; mb < m1; mb += 16, ++t) {
+      const int64_t mr = m1 - mb < 16 ? m1 - mb : 16;
+      for (int64_t v = 0; v < nv; ++v) store_any(a, acc + (t * nv + v) * 256, mb, mr, pg + v);
+    }
+  }
+  __asm__ volatile("tilerelease" ::);  // back to the initial state: no tile data to save on switches
+}
+
 void gemm(const LowbitLayer& L, const LowbitActs& A, int64_t m0, int64_t m1, int64_t p0, int64_t p1,
           float* Y, int64_t ldy, bool epilogue, LowbitScratch& s) {
   Gemm a;
@@ -1004,6 +1260,10 @@ void gemm(const LowbitLayer& L, const LowbitActs& A, int64_t m0, int64_t m1, int
   if (m1 - m0 <= kGemvRows) {  // a few tokens: stream the weights, expanded in registers
     if (exp) gemv_rows<Sc::Exp>(a, m0, m1, p0, p1);
     else gemv_rows<Sc::Fp>(a, m0, m1, p0, p1);
+    return;
+  }
+  if (amx_enabled()) {
+    gemm_amx(a, m0, m1, p0, p1, s);
     return;
   }
   // Bytes of one panel's codes and scales in the kernel format (for prefetching the next pair).

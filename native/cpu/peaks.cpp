@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "svdquant/amx.h"
 #include "svdquant/thread_pool.h"
 
 namespace svdq {
@@ -41,7 +42,7 @@ double int8_dot(int64_t iters) {
 
 }  // namespace
 
-const PeakKernels kPeakKernels = {fp32_fma, int8_dot};
+const PeakKernels kPeakKernels = {fp32_fma, int8_dot, nullptr};
 
 }  // namespace portable
 
@@ -96,6 +97,11 @@ Peaks measure_peaks(int threads, Isa isa) {
   p.fp32_gflops = best_rate(pool, 4, [&] { return k.fp32_fma(fma_iters); }) / 1e9;
   const int64_t dot_iters = calibrated(k.int8_dot);
   p.int8_gops = best_rate(pool, 4, [&] { return k.int8_dot(dot_iters); }) / 1e9;
+  p.amx_int8_gops = 0;
+  if (k.amx_int8_dot != nullptr && amx_enabled()) {
+    const int64_t amx_iters = calibrated(k.amx_int8_dot);
+    p.amx_int8_gops = best_rate(pool, 4, [&] { return k.amx_int8_dot(amx_iters); }) / 1e9;
+  }
 
   // DRAM: each thread sums its slice of a 1 GiB buffer (32x the L3 here), touched once beforehand.
   const size_t bytes = size_t(1) << 30;

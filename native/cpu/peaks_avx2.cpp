@@ -55,7 +55,7 @@ double int8_dot(int64_t iters) {
 
 }  // namespace
 
-const PeakKernels kPeakKernels = {fp32_fma, int8_dot};
+const PeakKernels kPeakKernels = {fp32_fma, int8_dot, nullptr};
 
 }  // namespace avx2
 }  // namespace svdq

@@ -1,6 +1,8 @@
 // AVX-512 peak loops: 16 independent 512-bit FMA chains; int8 via VNNI vpdpbusd (64 u8×s8
-// multiply-adds per instruction), 12 independent accumulators.
+// multiply-adds per instruction), 12 independent accumulators; and AMX tile dot products.
 #include <immintrin.h>
+
+#include <cstdint>
 
 #include "svdquant/peaks.h"
 
@@ -56,9 +58,38 @@ double int8_dot(int64_t iters) {
   return static_cast<double>(iters) * 12 * 64 * 2;
 }
 
+// AMX: four independent 16×16 int32 tiles, each += a 16×64 s8 tile by a 16×64 s8 tile per
+// tdpbssd (16·16·64 multiply-adds). The caller checks amx_enabled() first.
+double amx_int8_dot(int64_t iters) {
+  struct alignas(64) {
+    uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+  } cfg;
+  alignas(64) static int8_t src[16 * 64];
+  for (int i = 0; i < 16 * 64; ++i) src[i] = static_cast<int8_t>(i % 7 - 3);
+  alignas(64) int32_t out[256];
+  const int64_t stride = 64;
+  __asm__ volatile(
+      "ldtilecfg %[cfg]\n\t"
+      "tilezero %%tmm0\n\t tilezero %%tmm1\n\t tilezero %%tmm2\n\t tilezero %%tmm3\n\t"
+      "tileloadd (%[src],%[st],1), %%tmm4\n\t tileloadd (%[src],%[st],1), %%tmm5\n\t"
+      "tileloadd (%[src],%[st],1), %%tmm6\n\t tileloadd (%[src],%[st],1), %%tmm7\n\t"
+      ::[cfg] "m"(cfg), [src] "r"(src), [st] "r"(stride) : "memory");
+  for (int64_t i = 0; i < iters; ++i) {
+    __asm__ volatile(
+        "tdpbssd %%tmm6, %%tmm4, %%tmm0\n\t tdpbssd %%tmm7, %%tmm4, %%tmm1\n\t"
+        "tdpbssd %%tmm6, %%tmm5, %%tmm2\n\t tdpbssd %%tmm7, %%tmm5, %%tmm3\n\t" ::);
+  }
+  __asm__ volatile("tilestored %%tmm0, (%[out],%[st],1)\n\t tilerelease" ::[out] "r"(out), [st] "r"(stride) : "memory");
+  volatile int32_t sink = out[0];
+  (void)sink;
+  return static_cast<double>(iters) * 4 * 16 * 16 * 64 * 2;
+}
+
 }  // namespace
 
-const PeakKernels kPeakKernels = {fp32_fma, int8_dot};
+const PeakKernels kPeakKernels = {fp32_fma, int8_dot, amx_int8_dot};
 
 }  // namespace avx512
 }  // namespace svdq

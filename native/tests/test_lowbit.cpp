@@ -26,6 +26,7 @@
 #include "svdquant/codecs.h"
 #include "svdquant/formats.h"
 #include "svdquant/isa.h"
+#include "svdquant/amx.h"
 #include "svdquant/lowbit.h"
 
 using lowbit_ref::CanonicalLayer;
@@ -64,22 +65,41 @@ std::vector<Isa> isas() {
   return v;
 }
 
+// The GEMM paths: every ISA level, and the AVX-512 level once more with the AMX tile unit where this
+// machine has it (amx.h: the same exact block sums, so the same bits).
+struct Path {
+  Isa isa;
+  bool amx;
+};
+
+std::vector<Path> paths() {
+  std::vector<Path> v;
+  for (Isa isa : isas()) {
+    v.push_back({isa, false});
+    if (isa == Isa::Avx512 && svdq::amx_supported()) v.push_back({isa, true});
+  }
+  return v;
+}
+
+std::string path_name(Path p) { return std::string(svdq::isa_name(p.isa)) + (p.amx ? "+amx" : ""); }
+
 void note_isas_once() {
   static bool done = false;
   if (done) return;
   done = true;
   std::string s;
-  for (Isa i : isas()) s += std::string(s.empty() ? "" : ", ") + svdq::isa_name(i);
-  std::printf("    lowbit: testing ISA levels {%s} (detected %s)\n", s.c_str(), svdq::isa_name(svdq::isa_choice().detected));
+  for (Path p : paths()) s += std::string(s.empty() ? "" : ", ") + path_name(p);
+  std::printf("    lowbit: testing ISA paths {%s} (detected %s; AMX: %s)\n", s.c_str(), svdq::isa_name(svdq::isa_choice().detected),
+              svdq::amx_status().c_str());
 }
 
 int64_t kernel_groups(LowbitScheme s, int64_t k) { return lowbit_ref::canonical_groups(s, k); }
 
-std::string label(LowbitScheme s, int64_t M, int64_t K, int64_t N, int64_t R, Isa isa, LowRankMode mode, int threads) {
+std::string label(LowbitScheme s, int64_t M, int64_t K, int64_t N, int64_t R, Path path, LowRankMode mode, int threads) {
   char buf[200];
   std::snprintf(buf, sizeof buf, "%s M=%lld K=%lld N=%lld r=%lld isa=%s mode=%s threads=%d",
                 svdq::lowbit_scheme_name(s), static_cast<long long>(M), static_cast<long long>(K),
-                static_cast<long long>(N), static_cast<long long>(R), svdq::isa_name(isa),
+                static_cast<long long>(N), static_cast<long long>(R), path_name(path).c_str(),
                 svdq::lowrank_mode_name(mode), threads);
   return buf;
 }
@@ -90,9 +110,12 @@ bool same_bits(float a, float b) {
 }
 
 std::vector<float> run(const svdq::LowbitLayer& L, const std::vector<float>& X, int64_t M, LowRankMode mode,
-                       int threads, Isa isa) {
+                       int threads, Path path) {
   std::vector<float> Y(static_cast<size_t>(M * L.n), -12345.0f);
-  svdq::lowbit_forward(L, X.data(), M, Y.data(), mode, threads, isa);
+  const bool before = svdq::amx_enabled();
+  svdq::set_amx_enabled(path.amx);
+  svdq::lowbit_forward(L, X.data(), M, Y.data(), mode, threads, path.isa);
+  svdq::set_amx_enabled(before);
   return Y;
 }
 
@@ -101,10 +124,10 @@ std::vector<float> run(const svdq::LowbitLayer& L, const std::vector<float>& X, 
 std::vector<float> run_all(const svdq::LowbitLayer& L, const std::vector<float>& X, int64_t M, const char* what) {
   std::vector<float> first;
   bool have = false;
-  for (Isa isa : isas())
+  for (Path path : paths())
     for (LowRankMode mode : kModes)
       for (int threads : {1, 2}) {
-        std::vector<float> Y = run(L, X, M, mode, threads, isa);
+        std::vector<float> Y = run(L, X, M, mode, threads, path);
         if (!have) {
           first = Y;
           have = true;
@@ -119,7 +142,7 @@ std::vector<float> run_all(const svdq::LowbitLayer& L, const std::vector<float>&
         if (bad > 0) {
           char buf[400];
           std::snprintf(buf, sizeof buf, "%s: %s differs from portable/fused/1 in %lld outputs (first at %lld: %.9g vs %.9g)",
-                        what, label(L.scheme, M, L.k, L.n, L.rank, isa, mode, threads).c_str(),
+                        what, label(L.scheme, M, L.k, L.n, L.rank, path, mode, threads).c_str(),
                         static_cast<long long>(bad), static_cast<long long>(first_bad),
                         static_cast<double>(Y[static_cast<size_t>(first_bad)]),
                         static_cast<double>(first[static_cast<size_t>(first_bad)]));
@@ -215,7 +238,7 @@ void random_suite(LowbitScheme scheme, uint64_t seed) {
     const std::vector<float> X = random_input(s.M, s.K, rng);
     std::vector<double> ref, S;
     lowbit_ref::reference_forward(C, svdq::MxScaleRule::Even, X.data(), s.M, ref, S);
-    const std::string what = label(scheme, s.M, s.K, s.N, s.R, Isa::Portable, LowRankMode::Fused, 1);
+    const std::string what = label(scheme, s.M, s.K, s.N, s.R, Path{Isa::Portable, false}, LowRankMode::Fused, 1);
     const std::vector<float> Y = run_all(*L, X, s.M, what.c_str());
     worst = std::max(worst, check_against_reference(Y, ref, S, s.K, kernel_groups(scheme, s.K), s.R, what, false));
     bound = std::max(bound, static_cast<double>(s.K + 2 * kernel_groups(scheme, s.K) + s.R + 8));
@@ -360,7 +383,7 @@ void exact_suite(LowbitScheme scheme, uint64_t seed) {
     const std::vector<float> X = exact_input(C, s.M, rng);
     std::vector<double> ref, S;
     lowbit_ref::reference_forward(C, svdq::MxScaleRule::Even, X.data(), s.M, ref, S);
-    const std::string what = "exact " + label(scheme, s.M, s.K, s.N, s.R, Isa::Portable, LowRankMode::Fused, 1);
+    const std::string what = "exact " + label(scheme, s.M, s.K, s.N, s.R, Path{Isa::Portable, false}, LowRankMode::Fused, 1);
     const std::vector<float> Y = run_all(*L, X, s.M, what.c_str());
     check_against_reference(Y, ref, S, s.K, kernel_groups(scheme, s.K), s.R, what, true);
   }
@@ -604,7 +627,7 @@ TEST(lowbit_bf16_lowrank_equals_fp32_on_rounded_factors) {
     CHECK(Lb->bytes() < Lf->bytes());
     const std::vector<float> X = random_input(M, K, rng);
     const std::vector<float> Yb = run_all(*Lb, X, M, "bf16 layer");
-    const std::vector<float> Yf = run(*Lf, X, M, LowRankMode::Fused, 1, Isa::Portable);
+    const std::vector<float> Yf = run(*Lf, X, M, LowRankMode::Fused, 1, Path{Isa::Portable, false});
     int bad = 0;
     for (size_t i = 0; i < Yb.size(); ++i) bad += same_bits(Yb[i], Yf[i]) ? 0 : 1;
     CHECK_MSG(bad == 0, std::string("bf16 vs rounded fp32 ") + svdq::lowbit_scheme_name(scheme) + ": " + std::to_string(bad) + " differ");
@@ -740,7 +763,7 @@ TEST(lowbit_two_step_api_equals_forward) {
     svdq::quantize_act(*L, X.data(), M, A);
     std::vector<float> Yg(static_cast<size_t>(M * N));
     svdq::gemm_lowbit(*L, A, Yg.data());
-    const std::vector<float> Yp = run(*L, X, M, LowRankMode::Fused, 1, Isa::Portable);
+    const std::vector<float> Yp = run(*L, X, M, LowRankMode::Fused, 1, Path{Isa::Portable, false});
     int bad = 0;
     for (size_t i = 0; i < Yf.size(); ++i) bad += (same_bits(Yf[i], Yg[i]) && same_bits(Yf[i], Yp[i])) ? 0 : 1;
     CHECK_MSG(bad == 0, std::string("two-step API ") + svdq::lowbit_scheme_name(scheme) + ": " + std::to_string(bad) + " outputs differ");
@@ -757,7 +780,7 @@ TEST(lowbit_extreme_scales_agree_across_isas) {
   Rng rng(81);
   for (LowbitScheme scheme : kSchemes)
     for (int variant = 0; variant < 2; ++variant) {
-      const int64_t M = 7, K = 96, N = 21;
+      const int64_t M = 37, K = 96, N = 21;  // > 16 tokens: the tiled GEMM (AMX where present), with a tail
       const float wscale = variant == 0 ? 1e-20f : 1e18f, xscale = variant == 0 ? 1e-22f : 1e20f;
       std::vector<float> W(static_cast<size_t>(N * K));
       for (auto& w : W) w = wscale * static_cast<float>(rng.normal());

@@ -4,7 +4,6 @@
  * optional JSON Lines, Markdown and SVG files.
  */
 
-import { cpus } from 'node:os';
 import {
   BenchOptionError,
   DEFAULT_KERNEL_BENCH,
@@ -22,13 +21,18 @@ import { Progress, verbosityOf } from '../progress.js';
 
 const HELP = `Usage: svdquant bench [--suite kernels|quality] [options]
 
-Measure this machine: its peaks (fp32 FMA, int8 dot products, DRAM read), then the fp32 GEMM and
-the SVDQuant layer of each scheme at each layer shape, token count M, low-rank mode (fused, side,
-unfused with a rank-32 branch, and rank 0) and thread count (--suite kernels, the default); or the
-quantizer's relative output error on synthetic layers and its timings (--suite quality).
-Results are aligned tables on stdout; progress goes to stderr. Each time is the median of --reps
-timed runs after one warm-up run. The full kernel suite takes tens of minutes; --quick, under a
-minute.
+Measure this machine: its peaks (fp32 FMA, int8 dot products, DRAM read), then, per layer shape,
+token count M and thread count, the fp32 Linear and the SVDQuant layer of each scheme (low-rank
+modes fused, side, unfused with a rank-32 branch, and rank 0), each timed as the kernels alone and
+through the public API (the output disposed, dropped, or written into a caller's buffer), all
+variants of a cell interleaved run by run (--suite kernels, the default); or the quantizer's
+relative output error on synthetic layers and its timings (--suite quality).
+Results are aligned tables on stdout, then the targets of issue 17; progress goes to stderr. Each
+time is the median of --reps rounds after one warm-up round. Figures a run cannot trust (wide
+spread, above a measured peak, a loaded machine, peaks that moved during the run, a negative
+overhead, an API faster than its kernel) are marked with ! and their flags. The peaks of each run
+are kept in $SVDQUANT_BENCH_HISTORY (default ~/.cache/svdquant/bench-peaks.json; 'off' disables
+it) as the machine's usual ones. The full kernel suite takes tens of minutes; --quick, a few.
 
 Options:
   --suite NAME          kernels (default) or quality
@@ -40,7 +44,7 @@ Options:
                         (default ${DEFAULT_KERNEL_BENCH.shapes.map(([k, n]) => `${k}x${n}`).join(',')})
   --threads LIST        thread counts (default: 1 and the physical cores);
                         quality: one count (default: the physical cores)
-  --reps N              timed runs per measurement (default ${DEFAULT_KERNEL_BENCH.reps})
+  --reps N              timed rounds per cell (default ${DEFAULT_KERNEL_BENCH.reps})
 
 Output (stdout carries the results only; files are replaced atomically):
   --json                print the records as JSON Lines (one object per measurement)
@@ -52,13 +56,16 @@ Output (stdout carries the results only; files are replaced atomically):
                         largest thread count, fused rank-32 branch, with the fp32 GEMM) and the
                         measured peaks; kernels suite only
   -q, --quiet           no progress on stderr
-  --verbose             progress with the time of every timed run
+  --verbose             progress with every variant's runs
   -h, --help            show this help
 
-Records (kernels): {kind: 'peak', isa, threads, fp32Gflops, int8Gops, dramGBps} and
-{kind: 'kernel', kernel, scheme, isa, M, K, N, rank, lowRank, threads, ms, msAll, gops,
-peakFraction, bytes, bf16Bytes?, weightGBps?, dramFraction?, speedupVsF32?}; quality:
-{kind: 'quality', scheme, method, rank, relError, layer} and {kind: 'quantize-timing', ...}.
+Records (kernels): {kind: 'peak', isa, threads, fp32Gflops, int8Gops, dramGBps, amxInt8Gops,
+phase, usual?, flags}, {kind: 'kernel', kernel, scheme, isa, M, K, N, rank, lowRank, threads, ms,
+msAll, gops, peakFraction, peakOf, bytes, bf16Bytes?, weightGBps?, dramFraction?, speedupVsF32?, overheadVsRank0?,
+flags} and {kind: 'api', kernel, scheme, isa, M, K, N, rank, lowRank, threads, kernelMs,
+disposeMs, disposeMsAll, dropMs, dropMsAll, outMs, outMsAll, disposeRatio, dropRatio, outRatio,
+freshPerForward, weightGBps?, dramFraction?, flags}; quality: {kind: 'quality', scheme, method,
+rank, relError, layer} and {kind: 'quantize-timing', ...}.
 Exit codes: 0 done, 1 the benchmark failed, 2 bad usage.
 `;
 
@@ -224,6 +231,9 @@ async function writeOutputs(
   }
 }
 
+/** ' (flags: a, b)' for a flagged record, else ''. */
+const flagged = (flags: readonly string[]): string => (flags.length > 0 ? ` (flags: ${flags.join(', ')})` : '');
+
 async function runKernels(options: BenchArgs, io: CliIo, progress: Progress): Promise<number> {
   // Loaded here, not at the top: other commands should not pay for the benchmark modules.
   const { benchMachine, describeMeasurement, planKernelBench, resolveThreads, runKernelBench } = await import('../../bench/kernels.js');
@@ -247,12 +257,22 @@ async function runKernels(options: BenchArgs, io: CliIo, progress: Progress): Pr
       {
         onStart: (m) => tick.show(m.index, total, describeMeasurement(m)),
         onRecord: (record, m) => {
-          const result =
-            record.kind === 'peak'
-              ? `${record.fp32Gflops.toFixed(1)} GFLOP/s fp32, ${record.int8Gops.toFixed(1)} GOP/s int8, ${record.dramGBps.toFixed(1)} GB/s DRAM`
-              : `${formatMs(record.ms)}, ${record.gops.toFixed(1)} GOP/s`;
+          if (record.kind !== 'kernel') return;
+          const what = record.kernel === 'gemm_f32' ? 'kernel' : record.rank > 0 ? `rank ${record.rank} ${record.lowRank}` : 'rank 0';
+          progress.detail(`${describeMeasurement(m)}, ${what}: ${formatMs(record.ms)}, ${record.gops.toFixed(1)} GOP/s${flagged(record.flags)}; runs: ${record.msAll.map((ms) => formatMs(ms)).join(', ')}`);
+        },
+        onDone: (m, cell) => {
+          const peak = cell.find((r) => r.kind === 'peak');
+          const api = cell.find((r) => r.kind === 'api');
+          const kernel = cell.find((r) => r.kind === 'kernel');
+          let result = '';
+          if (peak?.kind === 'peak') {
+            result = `${peak.fp32Gflops.toFixed(1)} GFLOP/s fp32, ${peak.int8Gops.toFixed(1)} GOP/s int8, ${peak.dramGBps.toFixed(1)} GB/s DRAM${flagged(peak.flags)}`;
+          } else if (kernel?.kind === 'kernel') {
+            result = `kernel ${formatMs(kernel.ms)}, ${kernel.gops.toFixed(1)} GOP/s${flagged(kernel.flags)}`;
+            if (api?.kind === 'api') result += `; API ${(100 * api.disposeRatio).toFixed(1)}% of it (dropped ${(100 * api.dropRatio).toFixed(1)}%)${flagged(api.flags)}`;
+          }
           progress.step(m.index + 1, total, fit(io, `${describeMeasurement(m)}: ${result}`), true);
-          if (record.kind === 'kernel') progress.detail(`runs: ${record.msAll.map((ms) => formatMs(ms)).join(', ')}`);
         },
       },
       machine,
@@ -269,13 +289,12 @@ async function runKernels(options: BenchArgs, io: CliIo, progress: Progress): Pr
   } else {
     io.stdout(kernelText(info, records));
   }
-  const model = cpus()[0]?.model?.trim();
   await writeOutputs(
     options,
     progress,
     records,
     () => kernelMarkdown(info, records),
-    () => kernelPlotSvg(records, model ? { machine: model } : {}),
+    () => kernelPlotSvg(records, { machine: machine.model }),
   );
   return 0;
 }

@@ -75,6 +75,12 @@
 //     (up to kLowbitMc rows); the tile keeps 12 int32 sums and 12 fp32 accumulators in registers
 //     for the whole K loop (AVX-512: hand-written assembly), then the epilogue adds D·L_upᵀ and b
 //     and writes the tile once. Work is split over (token chunk, panel range) tiles.
+//   - More than 16 tokens with AMX (amx.h; AVX-512 level, SVDQUANT_AMX): the same panel-pair
+//     expansion, as s8 values (no offset, no correction), feeds 16-token × 16-column tiles: one
+//     tdpbssd per group (w8a8: per 64-deep chunk, summed in the tile) gives the exact int32 sums,
+//     which the vector unit scales group by group in the order above while the next group's tile
+//     multiply runs. Token chunks are whole 16-row blocks; LowbitActs keeps 15 rows of slack so a
+//     last partial block can be read (its extra rows are dropped).
 //   - Up to 16 tokens: the packed weights stream once, panel after panel, expanded in registers
 //     (mask and shift; a table lookup for E2M1), up to 8 tokens per pass; work is split over long
 //     contiguous panel ranges. With 4 or fewer tokens D is split over rank chunks across threads.
@@ -188,7 +194,7 @@ std::unique_ptr<LowbitLayer> prepare_lowbit_layer(const LowbitLayerDesc& desc,
 // Quantized activations of M tokens, in the form the GEMM consumes.
 struct LowbitActs {
   int64_t m = 0;
-  AlignedBytes codes;      // int8 [m][kp]: INT4/INT8 codes, or 2·E2M1 values (w4a16: unused)
+  AlignedBytes codes;      // int8 [m][kp] (+15 rows of slack): INT4/INT8 codes, or 2·E2M1 values (w4a16: unused)
   AlignedBytes xhat;       // w4a16: fp32 X̂ [m][kp] (zero padded); other schemes: unused
   AlignedBytes scale;      // fp32 [G][m] (group-major, so a tile's rows are adjacent): s_x (w4a4,
                            // w8a8); decoded E4M3 sf_x (nvfp4); e_x − 256 with e_x the E8M0 byte
@@ -217,7 +223,7 @@ void lowbit_forward(const LowbitLayer& layer, const float* X, int64_t M, float* 
 void lowbit_forward(const LowbitLayer& layer, const float* X, int64_t M, float* Y,
                     LowRankMode mode, int threads, Isa isa);
 
-// Frees the calling thread's cached work buffers (they grow to the largest call and are kept).
+// Frees the cached work buffers (they grow to the largest call and are kept for later calls).
 void lowbit_release_workspace();
 
 // ---- kernel interface (per instruction-set level; used by lowbit.cpp and the tests) -----------
@@ -229,6 +235,7 @@ struct LowbitScratch {
   AlignedBytes wexp;    // expanded u8 weights of up to kLowbitNv panels, [kp/4][NV][64]
                         // (w4a16: fp32 weights, [kp][NV][16])
   AlignedBytes wscale;  // fp32 scales of the expanded panels, [G][NV][16]
+  AlignedBytes amx_acc; // AMX: fp32 accumulators of a task's 16-row blocks × NV panels, [blocks][NV][16][16]
 };
 
 constexpr int kLowbitRowBlock = 8;  // rows per quantize_act block (and per down-projection pass)

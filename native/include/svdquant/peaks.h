@@ -14,6 +14,7 @@ namespace svdq {
 struct PeakKernels {
   double (*fp32_fma)(int64_t iters);
   double (*int8_dot)(int64_t iters);
+  double (*amx_int8_dot)(int64_t iters);  // nullptr below AVX-512; call only when amx_enabled()
 };
 
 namespace portable { extern const PeakKernels kPeakKernels; }
@@ -25,6 +26,7 @@ const PeakKernels& peak_kernels_for(Isa isa);
 struct Peaks {
   double fp32_gflops;  // fp32 FMA peak, GFLOP/s (2 flops per lane per FMA)
   double int8_gops;    // int8 multiply-add peak, GOP/s (2 ops per MAC): VNNI on AVX-512
+  double amx_int8_gops;  // the same on the AMX tile unit; 0 where the kernels do not use AMX
   double dram_gbps;    // read bandwidth, GB/s (1e9 bytes/s)
 };
 
