@@ -2,29 +2,36 @@
 // results bit for bit (the kernels sum in a fixed order whatever thread runs them).
 import t from 'tap';
 import { createHook } from 'node:async_hooks';
-import { Tensor } from '../lib/tensor.js';
-import { add, LayerNorm, Linear, MLP, Module, SelfAttention } from '../lib/graph/index.js';
-import { randomTensor, rng } from './support/graph-reference.js';
+import type { Tensor as TensorType } from '../lib/tensor.js';
 
 // Counted, not timed: how long the loop waits depends on the machine's load (bench/event-loop.ts
 // reports those figures). What is deterministic is how the work is scheduled: every native op runs
-// on a worker thread and delivers its result in a callback of its own from the event loop (an
-// async resource of type 'svdquant'), so the JavaScript thread is back in the loop, free to serve
-// other work, once per op. Counting those callbacks counts the forward's yields to the loop.
+// on an engine thread and delivers its result in a callback from the event loop (through the
+// addon's thread-safe function, an async resource of type 'svdquant'), so the JavaScript thread is
+// back in the loop, free to serve other work, once per op. Counting those callbacks counts the
+// forward's yields to the loop. The resource is created once, when the addon loads, so the hook
+// that learns its id is enabled before the library is imported.
+const nativeResources = new Set<number>();
+let counting = false;
+let callbacks = 0;
+createHook({
+  init(asyncId, type) {
+    if (type === 'svdquant') nativeResources.add(asyncId);
+  },
+  before(asyncId) {
+    if (counting && nativeResources.has(asyncId)) callbacks++;
+  },
+}).enable();
+const { Tensor } = await import('../lib/tensor.js');
+const { add, LayerNorm, Linear, MLP, Module, SelfAttention } = await import('../lib/graph/index.js');
+const { randomTensor, rng } = await import('./support/graph-reference.js');
+
 function countNativeCallbacks(): { stop(): number } {
-  const native = new Set<number>();
-  let callbacks = 0;
-  const hook = createHook({
-    init(asyncId, type) {
-      if (type === 'svdquant') native.add(asyncId);
-    },
-    before(asyncId) {
-      if (native.delete(asyncId)) callbacks++;
-    },
-  }).enable();
+  callbacks = 0;
+  counting = true;
   return {
     stop() {
-      hook.disable();
+      counting = false;
       return callbacks;
     },
   };
@@ -58,7 +65,7 @@ t.test('transformer-block forwards at 1024 tokens yield to the event loop at lea
   const opsPerForward = 12;
   await forward(); // packs the weights
   const counter = countNativeCallbacks();
-  let y: Tensor | undefined;
+  let y: TensorType | undefined;
   for (let i = 0; i < 3; i++) y = await forward();
   const callbacks = counter.stop();
   t.same(y!.shape, [tokens, dim]);
