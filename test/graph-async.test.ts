@@ -80,7 +80,7 @@ class Block extends Module {
     this.registerModule('norm2', new LayerNorm(64));
     this.registerModule('mlp', new MLP(64, 256, { seed: 7, activation: 'silu' }));
   }
-  override async forward(x: Tensor): Promise<Tensor> {
+  override async forward(x: TensorType): Promise<TensorType> {
     const h = await add(x, await this.getSubmodule('attn').call(await this.getSubmodule('norm1').call(x)));
     return add(h, await this.getSubmodule('mlp').call(await this.getSubmodule('norm2').call(h)));
   }
