@@ -25,7 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeLowbitLayer, Tensor, quantize, gelu } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { lastLevelCacheBytes } from '../lib/bench/kernels.js';
+import { lastLevelCacheBytes, randomArray } from '../lib/bench/kernels.js';
 import { jsonLines, writeTextAtomic } from '../lib/bench/files.js';
 import { Flags, flagLegend, marked, median, type Flag } from '../lib/bench/reliability.js';
 import { alignedTable, formatMs } from '../lib/bench/text.js';
@@ -137,15 +137,6 @@ interface PeerRecord {
   flags: Flag[];
 }
 
-function randomArray(n: number, scale: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 32 - 0.5) * 2 * scale;
-  }
-  return a;
-}
 
 async function svdqLayer(scheme: 'w4a4' | 'w8a8', K: number, N: number, weights: Float32Array): Promise<NativeLowbitLayer> {
   const t = (d: Float32Array, shape: number[]): Tensor<'f32'> => Tensor.fromStorage(d, shape, 'f32');

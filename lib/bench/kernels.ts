@@ -207,7 +207,7 @@ export function describeMeasurement(m: Measurement): string {
 // ---- synthetic data ----------------------------------------------------------------------------
 
 /** Uniform values in [−scale, scale) from a small LCG (fast enough for 37 M weights). */
-function randomArray(n: number, scale: number, seed: number): Float32Array {
+export function randomArray(n: number, scale: number, seed: number): Float32Array {
   const a = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
