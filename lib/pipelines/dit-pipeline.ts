@@ -22,7 +22,7 @@ import { readConfigFile } from '../io/config-file.js';
 import { AutoencoderKL } from '../models/autoencoder-kl.js';
 import { loadModel, type LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
-import { checkSignal, denoise, throwIfAborted, type StepInfo } from './denoising-loop.js';
+import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
 import { doubleBatch, epsChannels, guide } from './guidance.js';
 import { isSeed, randnBatch } from './random.js';
 import { loadSchedulerConfig } from './schedulers/config-file.js';
@@ -73,6 +73,8 @@ export interface DiTGenerateOptions {
   readonly latents?: Tensor;
   /** Checked before every step and before decoding: AbortError once aborted. */
   readonly signal?: AbortSignal;
+  /** Asked before every step: the images (ascending indices) still wanted; the others stop being computed and come back unspecified (see denoise). */
+  readonly liveRows?: () => readonly number[];
   /** Called after every step. */
   readonly onStep?: (info: StepInfo) => void;
 }
@@ -258,20 +260,25 @@ export class DiTPipeline {
     if (scheduler.initNoiseSigma !== 1) latents = scale(latents, scheduler.initNoiseSigma);
 
     const cfg = o.guidanceScale > 1;
-    const labels = Tensor.fromIntegers(cfg ? [...o.classLabels, ...new Array(batch).fill(this.numClasses)] : o.classLabels);
-    const predict = async (modelInput: Tensor, timestep: number): Promise<Tensor> => {
+    const predict = async (modelInput: Tensor, timestep: number, rows: readonly number[]): Promise<Tensor> => {
+      const ids = rows.map((r) => o.classLabels[r]);
+      const labels = Tensor.fromIntegers(cfg ? [...ids, ...new Array(ids.length).fill(this.numClasses)] : ids);
       const hidden = cfg ? doubleBatch(modelInput) : modelInput;
       const { sample } = await (this.transformer as Module<[object], { sample: Tensor }>).call({ hidden_states: hidden, timestep, class_labels: labels });
       if (!(sample instanceof Tensor)) throw new ArgumentError('transformer', 'a model whose forward returns { sample: Tensor }', sample);
       return cfg ? guide(sample, o.guidanceScale, this.inChannels) : epsChannels(sample, this.inChannels);
     };
     const done = await denoise({
-      scheduler, latents, numInferenceSteps: o.numInferenceSteps, predict, signal: o.signal, onStep: o.onStep, operation: 'DiTPipeline.generate',
+      scheduler, latents, numInferenceSteps: o.numInferenceSteps, predict, signal: o.signal, onStep: o.onStep, liveRows: o.liveRows, operation: 'DiTPipeline.generate',
     });
     throwIfAborted(o.signal, 'DiTPipeline.generate');
 
     const decodeStart = performance.now();
-    const decoded = await this.#decode(done.latents);
+    // Only the images still wanted are decoded (the others' rows stay zero).
+    const rows = o.liveRows === undefined ? null : checkRows(o.liveRows(), batch);
+    const decoded = rows === null || rows.length === batch || this.vae === null
+      ? await this.#decode(done.latents)
+      : scatterRows(await this.#decode(selectRows(done.latents, rows)), rows, batch);
     const images = toUnitRange(decoded);
     const decodeMs = performance.now() - decodeStart;
     return {
@@ -321,9 +328,10 @@ export class DiTPipeline {
       if (!(latents instanceof Tensor) || latents.shape.join() !== want.join()) throw new ArgumentError('options.latents', `a tensor of shape [${want.join(', ')}]`, latents instanceof Tensor ? latents.toString() : latents);
     }
     if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', options.onStep);
+    if (options.liveRows !== undefined && typeof options.liveRows !== 'function') throw new ArgumentError('options.liveRows', 'a function returning row indices', options.liveRows);
     const signal = checkSignal(options.signal, 'options.signal');
     throwIfAborted(signal, 'DiTPipeline.generate');
-    return { classLabels, seeds, numInferenceSteps: steps, guidanceScale, latents: latents?.to('f32'), signal, onStep: options.onStep };
+    return { classLabels, seeds, numInferenceSteps: steps, guidanceScale, latents: latents?.to('f32'), signal, onStep: options.onStep, liveRows: options.liveRows };
   }
 }
 

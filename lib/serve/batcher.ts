@@ -5,8 +5,10 @@
  * unbounded growth. One batch runs at a time: the native engine already uses every core.
  *
  * Cancellation and timeouts: a waiting request leaves the queue; a request inside a running batch is
- * answered at once (rejected) and the batch goes on for the others; a batch whose requests have all
- * left is aborted through the pipeline's AbortSignal (checked between steps).
+ * answered at once (rejected) and leaves the batch: the pipeline asks `liveRows` before every step,
+ * so its images stop being computed at the next step while the others go on, unchanged (every image
+ * is independent of its batch). A batch whose requests have all left is aborted through the
+ * pipeline's AbortSignal (checked between steps).
  */
 
 import { QueueFullError, RequestCancelledError, RequestTimeoutError, ShuttingDownError } from './errors.js';
@@ -20,6 +22,10 @@ export interface BatchPipeline {
     numInferenceSteps?: number;
     guidanceScale?: number;
     signal?: AbortSignal;
+    /** Asked before every step: the images (ascending indices) still wanted; the others stop being computed. */
+    liveRows?: () => readonly number[];
+    /** Called after every step. */
+    onStep?: () => void;
   }): Promise<{
     images: PipelineImages;
     /** Other tensors of the result (DiTPipeline's decoded output and final latents): disposed with the images. */
@@ -71,6 +77,10 @@ export interface BatcherOptions {
 export interface BatcherObserver {
   batchFinished?(info: { images: number; requests: number; seconds: number; error?: unknown }): void;
   queueChanged?(depth: number): void;
+  /** A request's images left a running batch: the pipeline stopped computing them before a step. */
+  imagesDropped?(images: number): void;
+  /** A denoising step finished with `images` images in it. */
+  stepFinished?(images: number): void;
 }
 
 interface PendingRequest {
@@ -81,6 +91,8 @@ interface PendingRequest {
   resolve(result: BatchResult): void;
   reject(error: unknown): void;
   settled: boolean;
+  /** Whether the pipeline was told that its images left the running batch. */
+  dropped: boolean;
   batch: RunningBatch | null;
   cleanup(): void;
 }
@@ -145,6 +157,7 @@ export class DynamicBatcher {
         resolve,
         reject,
         settled: false,
+        dropped: false,
         batch: null,
         cleanup: () => {
           if (timer !== null) clearTimeout(timer);
@@ -278,11 +291,29 @@ export class DynamicBatcher {
     const classLabels = members.flatMap((m) => m.params.classLabels);
     const seeds = members.flatMap((m) => m.params.seeds);
     const first = members[0].params;
+    // The rows of the requests still waiting for their images; asked by the pipeline before every step.
+    let liveImages = classLabels.length;
+    const liveRows = (): number[] => {
+      const rows: number[] = [];
+      let offset = 0;
+      for (const m of members) {
+        if (!m.settled) for (let i = 0; i < m.images; i++) rows.push(offset + i);
+        else if (!m.dropped) {
+          m.dropped = true;
+          this.observer.imagesDropped?.(m.images);
+        }
+        offset += m.images;
+      }
+      liveImages = rows.length;
+      return rows;
+    };
     let error: unknown;
     try {
       const out = await this.pipeline.generate({
         classLabels,
         seeds,
+        liveRows,
+        onStep: () => this.observer.stepFinished?.(liveImages),
         ...(first.numInferenceSteps !== undefined ? { numInferenceSteps: first.numInferenceSteps } : {}),
         ...(first.guidanceScale !== undefined ? { guidanceScale: first.guidanceScale } : {}),
         signal: batch.controller.signal,

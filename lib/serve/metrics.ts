@@ -75,6 +75,16 @@ export function createServeMetrics(options: { maxBatch: number }): ServeMetrics 
     },
   });
   const errors = new Counter({ name: 'svdquant_errors_total', help: 'Requests that ended in an error, by kind.', labelNames: ['kind'], registers: [registry] });
+  const droppedImages = new Counter({
+    name: 'svdquant_batch_images_dropped_total',
+    help: 'Images of cancelled or timed-out requests that left a running batch (not computed from the next step on).',
+    registers: [registry],
+  });
+  const imageSteps = new Counter({
+    name: 'svdquant_denoiser_image_steps_total',
+    help: 'Denoising steps computed, summed over the images in each step (dropped images stop adding).',
+    registers: [registry],
+  });
   const batchErrors = new Counter({ name: 'svdquant_batch_errors_total', help: 'pipeline.generate calls that failed or were aborted.', registers: [registry] });
   new Gauge({
     name: 'svdquant_native_memory_bytes',
@@ -92,6 +102,12 @@ export function createServeMetrics(options: { maxBatch: number }): ServeMetrics 
   return {
     registry,
     batcher: {
+      imagesDropped(count) {
+        droppedImages.inc(count);
+      },
+      stepFinished(count) {
+        imageSteps.inc(count);
+      },
       batchFinished(info) {
         if (info.error !== undefined) {
           batchErrors.inc();
