@@ -111,6 +111,14 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
     });
   });
 
+  app.delete('/v1/jobs/:id', async (request, reply) => {
+    const { id } = request.params as { id: string };
+    if (service.cancelJob === undefined) throw new InvalidRequestError('id', 'jobs by id need the queue mode (svdquant serve --queue redis://...)');
+    const job = await service.cancelJob(id);
+    if (job.state === 'completed') return reply.code(409).send({ id, state: job.state, error: 'already_completed' });
+    return reply.send(job);
+  });
+
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {

@@ -18,7 +18,8 @@ export interface GeneratedImages {
 export type JobState =
   | { id: string; state: 'waiting' | 'active' | 'delayed' | 'unknown' }
   | { id: string; state: 'completed'; result: GeneratedImages }
-  | { id: string; state: 'failed'; reason: string };
+  | { id: string; state: 'failed'; reason: string }
+  | { id: string; state: 'cancelled' };
 
 export interface ImageService {
   readonly kind: 'local' | 'redis';
@@ -26,6 +27,8 @@ export interface ImageService {
   /** Queues a job and returns its id at once (queue mode only). */
   enqueue?(params: GenerationParams): Promise<string>;
   getJob?(id: string): Promise<JobState>;
+  /** Cancels a queued or running job by id (queue mode only); a finished job is left as it is. */
+  cancelJob?(id: string): Promise<JobState>;
   queueDepth(): number;
   /** Requests being generated and not yet answered (queue mode: every request waiting for its job). */
   inFlight(): number;

@@ -7,9 +7,10 @@
 import { hostname } from 'node:os';
 import { Ajv } from 'ajv';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { DynamicBatcher, type BatcherObserver, type BatchPipeline } from './batcher.js';
-import { InvalidRequestError } from './errors.js';
-import { DEFAULT_QUEUE_NAME, redisConnection, type ImageJobData, type ImageJobResult } from './redis-queue.js';
+import { DynamicBatcher, type BatchPipeline } from './batcher.js';
+import { InvalidRequestError, RequestCancelledError } from './errors.js';
+import type { WorkerMetrics } from './metrics.js';
+import { DEFAULT_QUEUE_NAME, redisConnection, listenForCancellations, type ImageJobData, type ImageJobResult } from './redis-queue.js';
 import { MAX_SEED, MAX_STEPS, type GenerationParams, type ServeModelInfo } from './request.js';
 import { toGeneratedImages } from './service.js';
 
@@ -46,7 +47,8 @@ export interface ImageWorkerOptions {
   stalledIntervalMs?: number;
   /** Called when a job starts and ends (for logs). */
   onJob?(event: { id: string; state: 'active' | 'completed' | 'failed'; reason?: string }): void;
-  observer?: BatcherObserver;
+  /** Jobs, batches and memory for Prometheus (createWorkerMetrics). */
+  metrics?: WorkerMetrics;
 }
 
 export interface ImageWorker {
@@ -63,18 +65,21 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
     maxQueue: options.maxBatch,
     batchWindowMs: options.batchWindowMs,
     timeoutMs: 0,
-  }, options.observer);
+  }, options.metrics?.batcher);
 
   let abandoned = false;
-  const processJob = async (job: Job<ImageJobData, ImageJobResult>): Promise<ImageJobResult> => {
+  const generateJob = async (job: Job<ImageJobData, ImageJobResult>, signal?: AbortSignal): Promise<ImageJobResult> => {
     const params = checkJob(job.data, options.model, options.maxBatch);
     let result;
     try {
-      result = await batcher.submit(params);
+      // The signal fires when the front end cancels the job (its client went away): the job leaves its batch.
+      result = await batcher.submit(params, signal !== undefined ? { signal } : {});
     } catch (error) {
       // Abandoned at the shutdown deadline: never settle, so that nothing marks the job failed; its
       // lock expires and another worker runs it.
       if (abandoned) await new Promise<never>(() => {});
+      // A cancelled job is not retried.
+      if (error instanceof RequestCancelledError) throw new UnrecoverableError(`cancelled: ${error.message}`);
       throw error;
     }
     const generated = toGeneratedImages(params, result);
@@ -83,6 +88,24 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
       timings: generated.timings,
       worker: id,
     };
+  };
+  const processJob = async (job: Job<ImageJobData, ImageJobResult>, _token?: string, signal?: AbortSignal): Promise<ImageJobResult> => {
+    const metrics = options.metrics;
+    if (metrics === undefined) return generateJob(job, signal);
+    const started = performance.now();
+    metrics.jobsActive(1);
+    let state: 'completed' | 'failed' | 'cancelled' = 'failed';
+    try {
+      const result = await generateJob(job, signal);
+      state = 'completed';
+      return result;
+    } catch (error) {
+      if (signal?.aborted === true) state = 'cancelled';
+      throw error;
+    } finally {
+      metrics.jobsActive(-1);
+      metrics.jobDone(state, (performance.now() - started) / 1000, (Date.now() - job.timestamp) / 1000);
+    }
   };
 
   const worker = new Worker<ImageJobData, ImageJobResult>(options.queueName ?? DEFAULT_QUEUE_NAME, processJob, {
@@ -98,12 +121,17 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
   // Connection errors are retried by BullMQ; without a listener they would crash the process.
   worker.on('error', () => {});
   await worker.waitUntilReady();
+  // The front end cancels a job whose client went away: if it runs here, it leaves its batch.
+  const cancellations = await listenForCancellations(options.url, options.queueName ?? DEFAULT_QUEUE_NAME, (jobId) => {
+    worker.cancelJob(jobId, 'cancelled by the front end');
+  });
   void worker.run();
 
   return {
     id,
     async close(deadlineMs: number): Promise<void> {
       let timer: NodeJS.Timeout | null = null;
+      await cancellations.close();
       const graceful = worker.close();
       const deadline = new Promise<'deadline'>((resolve) => { timer = setTimeout(() => resolve('deadline'), deadlineMs); });
       const outcome = await Promise.race([graceful.then(() => 'closed' as const), deadline]);
