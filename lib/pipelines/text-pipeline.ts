@@ -137,13 +137,15 @@ export async function loadTextPipelineComponents(source: string, options: TextPi
   if (sourceIsFolder && index === null) {
     throw new ArgumentError('source', `a diffusers pipeline folder with ${MODEL_INDEX_NAME} (for a model folder, build the pipeline with new ${pipeline}({ transformer: await loadModel(dir), scheduler, vae }))`, source);
   }
+  if (!sourceIsFolder && options.scheduler === undefined) {
+    throw new ArgumentError('options.scheduler', 'a scheduler (folder, config or Scheduler) when loading a checkpoint file, e.g. the pipeline folder it came from', undefined);
+  }
   const transformer = sourceIsFolder
     ? await loadModel(source, { subfolder: 'transformer', onProgress: progress('transformer') })
     : await loadModel(source, { onProgress: progress('transformer') });
 
   let scheduler: Scheduler;
   if (options.scheduler === undefined) {
-    if (!sourceIsFolder) throw new ArgumentError('options.scheduler', 'a scheduler (folder, config or Scheduler) when loading a checkpoint file, e.g. the pipeline folder it came from', undefined);
     scheduler = schedulerFromConfig(await loadSchedulerConfig(source));
   } else if (typeof options.scheduler === 'string') {
     scheduler = schedulerFromConfig(await loadSchedulerConfig(options.scheduler));
