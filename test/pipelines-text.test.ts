@@ -8,7 +8,6 @@
 // decode of the scaled latents. Then batch invariance, seeds, numImagesPerPrompt, output types,
 // cancellation, progress, errors, pipeline folders and calibration from pipeline runs.
 import t, { type Test } from 'tap';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AbortError, AutoencoderKL, FluxPipeline, PixArtSigmaPipeline, StableDiffusion3Pipeline, Tensor, calculateShift, capturePipelineCalibration,
@@ -16,6 +15,7 @@ import {
   type Module, type Scheduler,
 } from '../lib/index.js';
 import { FIXTURES } from './support/diffusers-fixture.js';
+import { textPipelineFolder } from './support/text-pipeline-folder.js';
 
 const f32 = Math.fround;
 type Denoiser = Module<[object], { sample: Tensor }>;
@@ -281,28 +281,12 @@ class SD3PipelineWithoutVae {
   }
 }
 
-/** A diffusers pipeline folder of the fixture parts: model_index.json, transformer/, vae/, scheduler/. */
-function pipelineFolder(dir: string, className: string, model: string, schedulerCase: string): string {
-  const component = (name: string, from: string, files: string[]) => {
-    mkdirSync(join(dir, name), { recursive: true });
-    for (const f of files) copyFileSync(join(from, f), join(dir, name, f));
-  };
-  component('transformer', join(FIXTURES, model), ['config.json', 'diffusion_pytorch_model.safetensors']);
-  component('vae', join(FIXTURES, 'vae'), ['config.json', 'diffusion_pytorch_model.safetensors']);
-  component('scheduler', join(FIXTURES, 'schedulers', schedulerCase), ['scheduler_config.json']);
-  writeFileSync(join(dir, 'model_index.json'), JSON.stringify({
-    _class_name: className, _diffusers_version: '0.30.3', transformer: ['diffusers', 'X'], vae: ['diffusers', 'AutoencoderKL'],
-    scheduler: ['diffusers', 'Y'], text_encoder: ['transformers', 'T5EncoderModel'], tokenizer: ['transformers', 'T5TokenizerFast'],
-  }));
-  return dir;
-}
-
 t.test('fromPretrained: a diffusers pipeline folder gives the same images', async (t) => {
   const root = t.testdir();
   const cases: [string, () => Promise<{ generate(o: object): Promise<{ images: Tensor | null }> }>, (dir: string) => Promise<{ generate(o: object): Promise<{ images: Tensor | null }> }>, object][] = [
-    ['pixart', pixart, (d) => PixArtSigmaPipeline.fromPretrained(pipelineFolder(d, 'PixArtSigmaPipeline', 'pixart', 'dpmpp2m_sd')), pixartPrompt],
-    ['sd3', sd3, (d) => StableDiffusion3Pipeline.fromPretrained(pipelineFolder(d, 'StableDiffusion3Pipeline', 'sd3', 'flow_sd3_shift3')), sd3Prompt],
-    ['flux', flux, (d) => FluxPipeline.fromPretrained(pipelineFolder(d, 'FluxPipeline', 'flux', 'flow_flux_dynamic')), { ...fluxPrompt, height: 8, width: 8 }],
+    ['pixart', pixart, (d) => PixArtSigmaPipeline.fromPretrained(textPipelineFolder(d, 'PixArtSigmaPipeline', 'pixart', 'dpmpp2m_sd')), pixartPrompt],
+    ['sd3', sd3, (d) => StableDiffusion3Pipeline.fromPretrained(textPipelineFolder(d, 'StableDiffusion3Pipeline', 'sd3', 'flow_sd3_shift3')), sd3Prompt],
+    ['flux', flux, (d) => FluxPipeline.fromPretrained(textPipelineFolder(d, 'FluxPipeline', 'flux', 'flow_flux_dynamic')), { ...fluxPrompt, height: 8, width: 8 }],
   ];
   for (const [name, direct, load, prompt] of cases) {
     const a = await (await direct()).generate({ ...prompt, numInferenceSteps: 2 });

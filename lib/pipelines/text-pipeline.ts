@@ -225,39 +225,21 @@ export abstract class TextToImagePipeline<Options extends TextGenerateCommonOpti
     return pixels / this.vaeScaleFactor;
   }
 
+  /**
+   * Checks `options` as generate does (ArgumentError naming the option), without sampling: for
+   * callers that validate a request before queueing it.
+   */
+  async checkOptions(options: Options): Promise<void> {
+    await this.#setup(options);
+  }
+
   /** Samples one image per prompt embedding (× numImagesPerPrompt); see the class options. */
   async generate(options: Options): Promise<TextGenerateResult> {
     const start = performance.now();
-    const operation = `${this.name}.generate`;
-    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object with the prompt embeddings (promptEmbeds, ...)', options);
-    const perPrompt = options.numImagesPerPrompt ?? 1;
-    if (!Number.isInteger(perPrompt) || perPrompt < 1) throw new ArgumentError('options.numImagesPerPrompt', 'a positive integer', perPrompt);
-    const images = this.promptCount(options) * perPrompt;
-    const seeds = resolveSeeds(options.seeds, images);
-    const steps = options.numInferenceSteps ?? this.defaultNumInferenceSteps;
-    if (!Number.isInteger(steps) || steps < 1) throw new ArgumentError('options.numInferenceSteps', 'a positive integer', steps);
-    const guidanceScale = options.guidanceScale ?? this.defaultGuidanceScale;
-    if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new ArgumentError('options.guidanceScale', 'a finite number', guidanceScale);
-    const height = this.#checkSize(options.height, 'options.height');
-    const width = this.#checkSize(options.width, 'options.width');
-    const outputType = options.outputType ?? 'image';
-    if (outputType !== 'image' && outputType !== 'latent') throw new ArgumentError('options.outputType', "'image' or 'latent'", outputType);
-    if (outputType === 'image' && this.vae === null) throw new ArgumentError('options.outputType', `'latent' (this ${this.name} has no VAE to decode with)`, outputType);
-    if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', options.onStep);
-    const signal = checkSignal(options.signal, 'options.signal');
-    const shape: RunShape = { images, numInferenceSteps: steps, guidanceScale, latentHeight: this.latentSize(height), latentWidth: this.latentSize(width) };
-    const itemShape = [this.latentChannels, shape.latentHeight, shape.latentWidth];
-    if (options.latents !== undefined) {
-      const want = [images, ...itemShape];
-      const l = options.latents;
-      if (!(l instanceof Tensor) || l.shape.join() !== want.join()) throw new ArgumentError('options.latents', `a tensor of shape [${want.join(', ')}]`, l instanceof Tensor ? l.toString() : l);
-    }
-    throwIfAborted(signal, operation);
-
+    const { operation, seeds, steps, height, width, outputType, signal, shape, run } = await this.#setup(options);
     const scheduler = schedulerFromConfig(this.scheduler.config);
-    let latents: Tensor = options.latents?.to('f32') ?? randnBatch(itemShape, seeds);
+    let latents: Tensor = options.latents?.to('f32') ?? randnBatch([this.latentChannels, shape.latentHeight, shape.latentWidth], seeds);
     if (scheduler.initNoiseSigma !== 1) latents = scaleTensor(latents, scheduler.initNoiseSigma);
-    const run = await this.prepare(options, shape);
     const done = await denoise({
       scheduler, latents: await this.toModelLayout(latents), numInferenceSteps: steps, timestepOptions: run.timestepOptions,
       predict: run.predict, signal, onStep: options.onStep, operation,
@@ -277,6 +259,36 @@ export abstract class TextToImagePipeline<Options extends TextGenerateCommonOpti
       width,
       timings: { totalMs: performance.now() - start, denoiserMs: done.predictMs, decodeMs },
     };
+  }
+
+  /** The checked options, the run's shape and the subclass's prepared model inputs. */
+  async #setup(options: Options) {
+    const operation = `${this.name}.generate`;
+    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object with the prompt embeddings (promptEmbeds, ...)', options);
+    const perPrompt = options.numImagesPerPrompt ?? 1;
+    if (!Number.isInteger(perPrompt) || perPrompt < 1) throw new ArgumentError('options.numImagesPerPrompt', 'a positive integer', perPrompt);
+    const images = this.promptCount(options) * perPrompt;
+    const seeds = resolveSeeds(options.seeds, images);
+    const steps = options.numInferenceSteps ?? this.defaultNumInferenceSteps;
+    if (!Number.isInteger(steps) || steps < 1) throw new ArgumentError('options.numInferenceSteps', 'a positive integer', steps);
+    const guidanceScale = options.guidanceScale ?? this.defaultGuidanceScale;
+    if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new ArgumentError('options.guidanceScale', 'a finite number', guidanceScale);
+    const height = this.#checkSize(options.height, 'options.height');
+    const width = this.#checkSize(options.width, 'options.width');
+    const outputType = options.outputType ?? 'image';
+    if (outputType !== 'image' && outputType !== 'latent') throw new ArgumentError('options.outputType', "'image' or 'latent'", outputType);
+    if (outputType === 'image' && this.vae === null) throw new ArgumentError('options.outputType', `'latent' (this ${this.name} has no VAE to decode with)`, outputType);
+    if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', options.onStep);
+    const signal = checkSignal(options.signal, 'options.signal');
+    const shape: RunShape = { images, numInferenceSteps: steps, guidanceScale, latentHeight: this.latentSize(height), latentWidth: this.latentSize(width) };
+    if (options.latents !== undefined) {
+      const want = [images, this.latentChannels, shape.latentHeight, shape.latentWidth];
+      const l = options.latents;
+      if (!(l instanceof Tensor) || l.shape.join() !== want.join()) throw new ArgumentError('options.latents', `a tensor of shape [${want.join(', ')}]`, l instanceof Tensor ? l.toString() : l);
+    }
+    const run = await this.prepare(options, shape);
+    throwIfAborted(signal, operation);
+    return { operation, seeds, steps, height, width, outputType, signal, shape, run };
   }
 
   #checkSize(value: number | undefined, argument: string): number {
