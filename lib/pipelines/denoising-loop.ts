@@ -2,14 +2,15 @@
  * The sampling loop every diffusion pipeline shares: for each of the scheduler's timesteps, scale
  * the sample for the model, ask the pipeline's `predict` (model call, guidance) for the model output,
  * and let the scheduler step. Checks the AbortSignal before every step and reports each finished step.
- * Pipelines (class-conditional DiT now, text-conditioned ones later) differ only in `predict`.
+ * Pipelines (class-conditional DiT, text-conditioned PixArt-Σ / SD3 / Flux) differ only in `predict`
+ * (and Flux in its setTimesteps options).
  * With `liveRows`, rows that are no longer wanted (a cancelled request in a served batch) leave the
  * model call at the next step; the scheduler still steps the whole batch (its state, e.g. DPM-Solver's
  * history, is per batch, and a step is elementwise and cheap), with zeros as the dropped rows' output.
  */
 import { AbortError, ArgumentError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import type { Scheduler } from './schedulers/types.js';
+import type { Scheduler, SetTimestepsOptions } from './schedulers/types.js';
 
 /** What `onStep` is told after each finished step. */
 export interface StepInfo {
@@ -28,6 +29,8 @@ export interface DenoiseOptions {
   /** The starting sample, already multiplied by the scheduler's initNoiseSigma. */
   readonly latents: Tensor;
   readonly numInferenceSteps: number;
+  /** Passed to `setTimesteps` (Flux: its sigmas and the shift mu). */
+  readonly timestepOptions?: SetTimestepsOptions;
   /**
    * The model output the scheduler steps with, for the scaled sample at `timestep`. `rows` are the
    * batch rows `modelInput` holds, in order (all of them unless `liveRows` dropped some): the
@@ -47,7 +50,7 @@ export interface DenoiseOptions {
 
 /** Runs the loop; returns the final sample and the milliseconds spent in `predict`. */
 export async function denoise(o: DenoiseOptions): Promise<{ latents: Tensor; predictMs: number }> {
-  o.scheduler.setTimesteps(o.numInferenceSteps);
+  o.scheduler.setTimesteps(o.numInferenceSteps, o.timestepOptions);
   const timesteps = o.scheduler.timesteps;
   let x = o.latents;
   let predictMs = 0;
