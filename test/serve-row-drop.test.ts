@@ -13,7 +13,7 @@ import { DynamicBatcher } from '../lib/serve/batcher.js';
 import { RequestCancelledError } from '../lib/serve/errors.js';
 import { loadServeModel } from '../lib/serve/model.js';
 
-const { pipeline: builtin } = await loadServeModel({});
+const builtin = (await loadServeModel({})).pipeline as DiTPipeline;
 const dpm = new DiTPipeline({
   transformer: builtin.transformer,
   scheduler: schedulerFromConfig({ ...builtin.scheduler.config, _class_name: 'DPMSolverMultistepScheduler' }),

@@ -55,6 +55,9 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
   app.post('/v1/images', { schema: { body: generationRequestSchema } }, async (request: FastifyRequest, reply: FastifyReply) => {
     const body = request.body as GenerationRequestBody;
     const params = normalizeRequest(body, model, options.maxImagesPerRequest);
+    if (params.embeddings !== undefined && service.kind === 'redis') {
+      throw new InvalidRequestError('embeddings', 'prompt embeddings are served in-process only in this version (not with --queue)');
+    }
     const query = request.query as Record<string, string | undefined>;
     if (query.async !== undefined && query.async !== 'false') {
       if (service.enqueue === undefined) throw new InvalidRequestError('async', 'jobs by id need the queue mode (svdquant serve --queue redis://...)');
@@ -76,20 +79,15 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
     const timings = { ...result.timings, totalMs: reply.elapsedTime };
     if (body.format === 'png') {
       const [image] = result.images;
+      if (image.label !== undefined) void reply.header('x-svdquant-label', String(image.label));
       return reply
         .type('image/png')
-        .header('x-svdquant-label', String(image.label))
         .header('x-svdquant-seed', String(image.seed))
         .header('x-svdquant-timings', JSON.stringify(timings))
         .send(Buffer.from(image.png));
     }
     return reply.send({
-      images: result.images.map((image) => ({
-        label: image.label,
-        labelName: model.labels[image.label],
-        seed: image.seed,
-        png: Buffer.from(image.png).toString('base64'),
-      })),
+      images: result.images.map((image) => imageJson(image, model)),
       steps: params.numInferenceSteps ?? null,
       guidance: params.guidanceScale ?? null,
       timings,
@@ -105,7 +103,7 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
     return reply.send({
       id: job.id,
       state: job.state,
-      images: job.result.images.map((image) => ({ label: image.label, labelName: model.labels[image.label], seed: image.seed, png: Buffer.from(image.png).toString('base64') })),
+      images: job.result.images.map((image) => imageJson(image, model)),
       timings: job.result.timings,
       ...(job.result.worker !== undefined ? { worker: job.result.worker } : {}),
     });
@@ -132,6 +130,15 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
   });
 
   return state;
+}
+
+/** One image in a JSON answer: its class (class-conditional models), seed and base64 PNG. */
+function imageJson(image: GeneratedImages['images'][number], model: ServeModelInfo): Record<string, unknown> {
+  return {
+    ...(image.label !== undefined ? { label: image.label, labelName: model.labels[image.label] } : {}),
+    seed: image.seed,
+    png: Buffer.from(image.png).toString('base64'),
+  };
 }
 
 function describeError(error: FastifyError | ServeError | Error): { status: number; kind: string; message: string } {

@@ -24,7 +24,7 @@ export interface ImageJobData {
 
 /** A job's return value: PNGs as base64 (Redis stores JSON). */
 export interface ImageJobResult {
-  images: Array<{ label: number; seed: number; png: string }>;
+  images: Array<{ label?: number; seed: number; png: string }>;
   timings: GeneratedImages['timings'];
   worker: string;
 }

@@ -4,6 +4,7 @@
  */
 
 import type { AddressInfo } from 'node:net';
+import { ArgumentError } from '../errors.js';
 import { createServeApp, type ServeApp } from './app.js';
 import type { BatchPipeline } from './batcher.js';
 import { createServeMetrics, type ServeMetrics } from './metrics.js';
@@ -45,6 +46,8 @@ export const SERVE_DEFAULTS = {
   batchWindowMs: 10,
   timeoutMs: 120_000,
   bodyLimit: 64 * 1024,
+  /** A text model's requests carry prompt embeddings (base64 float32). */
+  textBodyLimit: 32 << 20,
 } as const;
 
 export interface RunningServer {
@@ -66,6 +69,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   let service: ImageService;
   if (options.queue !== undefined) {
     model = options.pipeline?.info ?? await readServeModelInfo({ model: options.model, scheduler: options.scheduler });
+    if (model.text !== undefined) throw new ArgumentError('queue', `no queue for a text-conditioned model (${model.text.pipeline}): prompt embeddings are served in-process only in this version`, options.queue);
     service = await RedisImageService.connect({ url: options.queue, queueName: options.queueName, maxQueue, maxBatch });
   } else {
     const loaded = options.pipeline ?? await loadServeModel({ model: options.model, scheduler: options.scheduler, backend: options.backend });
@@ -84,7 +88,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     metrics,
     maxImagesPerRequest: maxBatch,
     timeoutMs: options.timeoutMs ?? SERVE_DEFAULTS.timeoutMs,
-    bodyLimit: options.bodyLimit ?? SERVE_DEFAULTS.bodyLimit,
+    bodyLimit: options.bodyLimit ?? (model.text !== undefined ? SERVE_DEFAULTS.textBodyLimit : SERVE_DEFAULTS.bodyLimit),
   });
   const { app } = serveApp;
   try {
