@@ -3,7 +3,8 @@
  * `svdquant serve` process over HTTP on loopback: prompt embeddings sent as base64 little-endian
  * float32 with their shapes; compatible requests (same tensors and shapes past the batch, same
  * steps, guidance and size) share one forward per step and get the same PNG bytes as alone;
- * validation names the tensor; a class-conditional request is refused.
+ * validation names the tensor; a class-conditional request is refused; over the BullMQ queue with
+ * a worker (real redis-server) the images are the same.
  */
 import t from 'tap';
 import { PNG } from 'pngjs';
@@ -11,24 +12,26 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randn } from '../lib/pipelines/random.js';
-import { requireBuiltCli, svdquant } from './support/cli.js';
-import { postImages, startServe, type JsonImages, type ServeProc } from './support/serve-process.js';
+import { requireBuiltCli } from './support/cli.js';
+import { postImages, startRedis, startServe, startWorker, type JsonImages, type Proc, type ServeProc } from './support/serve-process.js';
 import { textPipelineFolder } from './support/text-pipeline-folder.js';
 
 t.before(requireBuiltCli);
 
 const dir = mkdtempSync(join(tmpdir(), 'svdq-serve-text-'));
 const folder = textPipelineFolder(join(dir, 'pixart'), 'PixArtSigmaPipeline', 'pixart', 'dpmpp2m_sd');
-const servers: ServeProc[] = [];
+const servers: Proc[] = [];
+const spawnTracked = <P extends Proc>(p: P): P => {
+  servers.push(p);
+  return p;
+};
 t.teardown(async () => {
   for (const s of servers) s.kill('SIGKILL');
   await Promise.all(servers.map((s) => s.exited));
   rmSync(dir, { recursive: true, force: true });
 });
 async function serve(args: string[]): Promise<ServeProc> {
-  const s = await startServe(['--model', folder, ...args]);
-  servers.push(s);
-  return s;
+  return spawnTracked(await startServe(['--model', folder, ...args]));
 }
 
 /** A tensor as the API takes it. */
@@ -82,7 +85,7 @@ t.test('PixArt-Σ over prompt embeddings: batched requests get the PNG bytes the
   t.equal(await alone.exited, 0);
 });
 
-t.test('text requests: validation names the tensor; labels are refused; --queue is refused', async (t) => {
+t.test('text requests: validation names the tensor; labels are refused', async (t) => {
   const s = await serve(['--max-batch', '2']);
   const good = pixartEmbeddings(1, 5);
   const cases: Array<[unknown, RegExp]> = [
@@ -104,8 +107,30 @@ t.test('text requests: validation names the tensor; labels are refused; --queue 
   }
   s.kill();
   t.equal(await s.exited, 0);
+});
 
-  const queued = await svdquant(['serve', '--model', folder, '--queue', 'redis://127.0.0.1:1', '--port', '0']);
-  t.not(queued.code, 0);
-  t.match(queued.stderr, /no queue for a text-conditioned model \(PixArtSigmaPipeline\)/);
+t.test('over the queue: serve --queue and a worker with the same text model give the PNGs of the in-process server', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const front = await serve(['--queue', redis.url, '--queue-name', 'text', '--max-batch', '4']);
+  const local = await serve(['--no-batching', '--max-batch', '4']);
+  const worker = spawnTracked(await startWorker(['--queue', redis.url, '--queue-name', 'text', '--model', folder, '--max-batch', '4', '--batch-window-ms', '60000']));
+  const together = await Promise.all(REQUESTS.map((r) => postImages(front.url, { ...r, steps: STEPS })));
+  for (const [i, r] of together.entries()) {
+    t.equal(r.status, 200, JSON.stringify(r.json).slice(0, 300));
+    const body = r.json as JsonImages;
+    t.equal(body.worker, worker.id);
+    t.equal(body.timings.batchImages, 4, 'batched on the worker');
+    const single = (await postImages(local.url, { ...REQUESTS[i], steps: STEPS })).json as JsonImages;
+    t.same(body.images.map((im) => im.png), single.images.map((im) => im.png), `request ${i}: identical PNGs over the queue`);
+  }
+  const bad = await postImages(front.url, { embeddings: { ...pixartEmbeddings(1, 5), prompt_embeds: tensor(randn([1, 6, 16], 1).data, [1, 6, 16]) } });
+  t.equal(bad.status, 400, 'shapes checked by the front end before queueing');
+  t.match(bad.json.message, /invalid field 'embeddings.prompt_embeds'/);
+  worker.kill('SIGTERM');
+  t.equal(await worker.exited, 0);
+  front.kill('SIGTERM');
+  local.kill('SIGTERM');
+  t.equal(await front.exited, 0);
+  t.equal(await local.exited, 0);
 });

@@ -55,9 +55,6 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
   app.post('/v1/images', { schema: { body: generationRequestSchema } }, async (request: FastifyRequest, reply: FastifyReply) => {
     const body = request.body as GenerationRequestBody;
     const params = normalizeRequest(body, model, options.maxImagesPerRequest);
-    if (params.embeddings !== undefined && service.kind === 'redis') {
-      throw new InvalidRequestError('embeddings', 'prompt embeddings are served in-process only in this version (not with --queue)');
-    }
     const query = request.query as Record<string, string | undefined>;
     if (query.async !== undefined && query.async !== 'false') {
       if (service.enqueue === undefined) throw new InvalidRequestError('async', 'jobs by id need the queue mode (svdquant serve --queue redis://...)');

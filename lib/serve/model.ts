@@ -12,6 +12,7 @@ import { DiTPipeline, MODEL_INDEX_NAME } from '../pipelines/dit-pipeline.js';
 import { builtinModelDir } from '../pipelines/builtin-model.js';
 import { enableNativeInference, type NativeBackend } from '../runtime/native-inference.js';
 import type { Module } from '../graph/module.js';
+import type { BatchPipeline } from './batcher.js';
 import type { ServeModelInfo } from './request.js';
 import { isTextPipelineName, TEXT_PIPELINES, TextBatchPipeline, textModelInfo } from './text-model.js';
 
@@ -52,12 +53,24 @@ export async function readServeModelInfo(source: ServeModelSource): Promise<Serv
   const model = source.model ?? builtinModelDir();
   if (!(await isDirectory(model))) return (await loadServeModel(source)).info;
   const index = await readConfigFile(join(model, MODEL_INDEX_NAME), 'a diffusers pipeline index (model_index.json)');
-  // A text model's front end needs its size and tensors: loaded in full (its requests are served in-process only for now).
   if (isTextPipelineName(index._class_name)) return (await loadServeModel(source)).info;
   const config = await readConfigFile(join(model, 'transformer', 'config.json'), 'a DiT transformer config');
   const numClasses = Number(config.num_embeds_ada_norm ?? 1000);
   const sampleSize = Number(config.sample_size ?? 32);
   return { name: model, labels: classNames((index.id2label ?? null) as Record<string, string> | null, numClasses), sampleSize };
+}
+
+/**
+ * What a queue front end loads: the description of a class-conditional model (without its weights,
+ * readServeModelInfo), or a text model in full (its pipeline checks embedding shapes before queueing).
+ */
+export async function readServeModel(source: ServeModelSource): Promise<{ pipeline?: BatchPipeline; info: ServeModelInfo }> {
+  const model = source.model ?? builtinModelDir();
+  if (await isDirectory(model)) {
+    const index = await readConfigFile(join(model, MODEL_INDEX_NAME), 'a diffusers pipeline index (model_index.json)');
+    if (isTextPipelineName(index._class_name)) return loadServeModel(source);
+  }
+  return { info: await readServeModelInfo(source) };
 }
 
 /** Names by id 0..numClasses-1; a class without a name is called by its id. */

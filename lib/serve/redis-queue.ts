@@ -10,16 +10,24 @@
 import { Queue, QueueEvents, QueueEventsProducer, type ConnectionOptions, type Job } from 'bullmq';
 import { ArgumentError } from '../errors.js';
 import { JobNotFoundError, QueueFullError, RequestCancelledError, RequestTimeoutError, ShuttingDownError } from './errors.js';
-import type { GenerationParams } from './request.js';
+import { encodeEmbedding, type EmbeddingTensorBody, type GenerationParams } from './request.js';
 import type { GeneratedImages, ImageService, JobState } from './service.js';
 
 export const DEFAULT_QUEUE_NAME = 'svdquant-images';
 /** Completed and failed jobs (their PNGs) are kept this long for GET /v1/jobs/:id. */
 export const JOB_RETENTION_SECONDS = 3600;
 
-/** What a job holds in Redis. */
+/** What a job holds in Redis: the normalized request, a text model's embeddings in their wire form (base64 float32). */
 export interface ImageJobData {
-  params: GenerationParams;
+  params: Omit<GenerationParams, 'embeddings'> & { embeddings?: Record<string, EmbeddingTensorBody> };
+}
+
+/** A request as job data. */
+export function encodeJobParams(params: GenerationParams): ImageJobData['params'] {
+  if (params.embeddings === undefined) return params as ImageJobData['params'];
+  const embeddings: Record<string, EmbeddingTensorBody> = {};
+  for (const [name, tensor] of Object.entries(params.embeddings)) embeddings[name] = encodeEmbedding(tensor);
+  return { ...params, embeddings };
 }
 
 /** A job's return value: PNGs as base64 (Redis stores JSON). */
@@ -80,6 +88,8 @@ export interface RedisImageServiceOptions {
   maxQueue: number;
   /** Images per batch on the workers (for the Retry-After estimate). */
   maxBatch: number;
+  /** Checks a request against the model before it is queued (a text model's embedding shapes). */
+  check?(params: GenerationParams): Promise<void>;
 }
 
 /** The producer side: HTTP requests become jobs. */
@@ -208,11 +218,12 @@ export class RedisImageService implements ImageService {
 
   private async add(params: GenerationParams): Promise<Job<ImageJobData, ImageJobResult>> {
     if (this.closing) throw new ShuttingDownError('new requests are refused');
+    await this.options.check?.(params);
     this.lastDepth = await this.queue.getWaitingCount();
     if (this.lastDepth >= this.options.maxQueue) {
       throw new QueueFullError(this.options.maxQueue, Math.max(1, Math.ceil((this.lastDepth / this.options.maxBatch + 1) * this.jobSeconds)));
     }
-    return this.queue.add('generate', { params }, {
+    return this.queue.add('generate', { params: encodeJobParams(params) }, {
       removeOnComplete: { age: JOB_RETENTION_SECONDS },
       removeOnFail: { age: JOB_RETENTION_SECONDS },
     });

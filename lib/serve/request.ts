@@ -72,9 +72,9 @@ export const EMBEDDING_NAMES = [
   'prompt_embeds', 'prompt_attention_mask', 'pooled_prompt_embeds',
   'negative_prompt_embeds', 'negative_prompt_attention_mask', 'negative_pooled_prompt_embeds',
 ] as const;
-const MAX_SIZE = 4096;
+export const MAX_SIZE = 4096;
 
-const embeddingTensorSchema = {
+export const embeddingTensorSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['shape', 'data'],
@@ -189,7 +189,8 @@ function normalizeTextRequest(body: GenerationRequestBody, text: NonNullable<Ser
   return withCommonFields(params, body);
 }
 
-function decodeEmbedding(tensor: EmbeddingTensorBody, field: string): EmbeddingTensor {
+/** A tensor as sent (base64 little-endian float32) decoded and checked; InvalidRequestError naming `field`. */
+export function decodeEmbedding(tensor: EmbeddingTensorBody, field: string): EmbeddingTensor {
   const count = tensor.shape.reduce((a, d) => a * d, 1);
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(tensor.data)) throw new InvalidRequestError(`${field}.data`, 'base64 (standard alphabet) of little-endian float32 values');
   const bytes = Buffer.from(tensor.data, 'base64');
@@ -198,6 +199,13 @@ function decodeEmbedding(tensor: EmbeddingTensorBody, field: string): EmbeddingT
   for (let i = 0; i < count; i++) data[i] = bytes.readFloatLE(i * 4);
   if (!data.every(Number.isFinite)) throw new InvalidRequestError(`${field}.data`, 'finite values (no NaN or infinity)');
   return { shape: [...tensor.shape], data };
+}
+
+/** A decoded tensor back to its wire form (the queue stores jobs as JSON). */
+export function encodeEmbedding(tensor: EmbeddingTensor): EmbeddingTensorBody {
+  const bytes = Buffer.alloc(tensor.data.length * 4);
+  for (let i = 0; i < tensor.data.length; i++) bytes.writeFloatLE(tensor.data[i], i * 4);
+  return { shape: [...tensor.shape], data: bytes.toString('base64') };
 }
 
 function repeatRows(tensor: EmbeddingTensor, rows: number): EmbeddingTensor {

@@ -4,11 +4,10 @@
  */
 
 import type { AddressInfo } from 'node:net';
-import { ArgumentError } from '../errors.js';
 import { createServeApp, type ServeApp } from './app.js';
 import type { BatchPipeline } from './batcher.js';
 import { createServeMetrics, type ServeMetrics } from './metrics.js';
-import { loadServeModel, readServeModelInfo } from './model.js';
+import { loadServeModel, readServeModel } from './model.js';
 import { RedisImageService } from './redis-queue.js';
 import type { ServeModelInfo } from './request.js';
 import type { NativeBackend } from '../runtime/native-inference.js';
@@ -68,9 +67,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   let model: ServeModelInfo;
   let service: ImageService;
   if (options.queue !== undefined) {
-    model = options.pipeline?.info ?? await readServeModelInfo({ model: options.model, scheduler: options.scheduler });
-    if (model.text !== undefined) throw new ArgumentError('queue', `no queue for a text-conditioned model (${model.text.pipeline}): prompt embeddings are served in-process only in this version`, options.queue);
-    service = await RedisImageService.connect({ url: options.queue, queueName: options.queueName, maxQueue, maxBatch });
+    // A text model is loaded here too: its embedding shapes are checked before a job is queued.
+    const loaded = options.pipeline ?? await readServeModel({ model: options.model, scheduler: options.scheduler, backend: options.backend });
+    model = loaded.info;
+    const check = loaded.pipeline?.check?.bind(loaded.pipeline);
+    service = await RedisImageService.connect({ url: options.queue, queueName: options.queueName, maxQueue, maxBatch, ...(check !== undefined ? { check } : {}) });
   } else {
     const loaded = options.pipeline ?? await loadServeModel({ model: options.model, scheduler: options.scheduler, backend: options.backend });
     model = loaded.info;

@@ -11,7 +11,7 @@ import { DynamicBatcher, type BatchPipeline } from './batcher.js';
 import { InvalidRequestError, RequestCancelledError } from './errors.js';
 import type { WorkerMetrics } from './metrics.js';
 import { DEFAULT_QUEUE_NAME, redisConnection, listenForCancellations, type ImageJobData, type ImageJobResult } from './redis-queue.js';
-import { MAX_SEED, MAX_STEPS, type GenerationParams, type ServeModelInfo } from './request.js';
+import { decodeEmbedding, EMBEDDING_NAMES, embeddingTensorSchema, MAX_SEED, MAX_SIZE, MAX_STEPS, type EmbeddingTensor, type GenerationParams, type ServeModelInfo } from './request.js';
 import { toGeneratedImages } from './service.js';
 
 const jobDataSchema = {
@@ -23,10 +23,17 @@ const jobDataSchema = {
       additionalProperties: false,
       required: ['classLabels', 'seeds'],
       properties: {
-        classLabels: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+        classLabels: { type: 'array', items: { type: 'integer', minimum: 0 } },
         seeds: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: MAX_SEED } },
         numInferenceSteps: { type: 'integer', minimum: 1, maximum: MAX_STEPS },
         guidanceScale: { type: 'number', minimum: 0, maximum: 100 },
+        embeddings: {
+          type: 'object',
+          additionalProperties: false,
+          properties: Object.fromEntries(EMBEDDING_NAMES.map((name) => [name, embeddingTensorSchema])),
+        },
+        height: { type: 'integer', minimum: 1, maximum: MAX_SIZE },
+        width: { type: 'integer', minimum: 1, maximum: MAX_SIZE },
       },
     },
   },
@@ -69,7 +76,7 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
 
   let abandoned = false;
   const generateJob = async (job: Job<ImageJobData, ImageJobResult>, signal?: AbortSignal): Promise<ImageJobResult> => {
-    const params = checkJob(job.data, options.model, options.maxBatch);
+    const params = await checkJob(job.data, options.model, options.maxBatch, options.pipeline);
     let result;
     try {
       // The signal fires when the front end cancels the job (its client went away): the job leaves its batch.
@@ -151,15 +158,33 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
   };
 }
 
-function checkJob(data: unknown, model: ServeModelInfo, maxBatch: number): GenerationParams {
+/** Job data from Redis checked again (schema, the model's classes or embeddings); UnrecoverableError: no retry. */
+async function checkJob(data: unknown, model: ServeModelInfo, maxBatch: number, pipeline: BatchPipeline): Promise<GenerationParams> {
   if (!validateJobData(data)) {
     const detail = validateJobData.errors?.map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`).join('; ') ?? '';
     throw new UnrecoverableError(`invalid job data: ${detail}`);
   }
-  const params = data.params;
-  if (params.seeds.length !== params.classLabels.length) throw new UnrecoverableError('invalid job data: one seed per label expected');
-  if (params.classLabels.length > maxBatch) throw new UnrecoverableError(`invalid job data: ${params.classLabels.length} images, this worker's --max-batch is ${maxBatch}`);
-  const bad = params.classLabels.find((label) => label >= model.labels.length);
-  if (bad !== undefined) throw new UnrecoverableError(new InvalidRequestError('classLabels', `class ids below ${model.labels.length}, got ${bad}`).message);
-  return params;
+  const { embeddings: wire, ...rest } = data.params;
+  const images = rest.seeds.length;
+  if (images > maxBatch) throw new UnrecoverableError(`invalid job data: ${images} images, this worker's --max-batch is ${maxBatch}`);
+  if (model.text === undefined) {
+    if (wire !== undefined || rest.classLabels.length !== images) throw new UnrecoverableError('invalid job data: one class label and seed per image (this worker\'s model is class-conditional)');
+    const bad = rest.classLabels.find((label) => label >= model.labels.length);
+    if (bad !== undefined) throw new UnrecoverableError(new InvalidRequestError('classLabels', `class ids below ${model.labels.length}, got ${bad}`).message);
+    return rest;
+  }
+  if (wire === undefined || rest.classLabels.length !== 0) throw new UnrecoverableError(`invalid job data: prompt embeddings and no class labels (this worker's model is ${model.text.pipeline})`);
+  try {
+    const embeddings: Record<string, EmbeddingTensor> = {};
+    for (const [name, tensor] of Object.entries(wire)) {
+      embeddings[name] = decodeEmbedding(tensor, `embeddings.${name}`);
+      if (embeddings[name].shape[0] !== images) throw new InvalidRequestError(`embeddings.${name}`, `one row per image (${images})`);
+    }
+    const params: GenerationParams = { ...rest, embeddings };
+    await pipeline.check?.(params);
+    return params;
+  } catch (error) {
+    if (error instanceof InvalidRequestError) throw new UnrecoverableError(error.message);
+    throw error;
+  }
 }

@@ -19,7 +19,7 @@ Options:
   --model PATH             a diffusers DiTPipeline folder or an svdquant checkpoint of its denoiser
                            (default: the built-in Fashion-MNIST model), or a PixArtSigmaPipeline,
                            StableDiffusion3Pipeline or FluxPipeline folder (requests then send
-                           prompt embeddings; in-process only, not with --queue)
+                           prompt embeddings)
   --scheduler DIR          for a checkpoint: the pipeline folder with the scheduler and class names
                            (default: the built-in model's)
   --backend B              where a quantized checkpoint's layers run: auto (default: cuda, hip,
@@ -35,7 +35,8 @@ Options:
                            text-conditioned model, whose requests carry prompt embeddings)
   --shutdown-timeout-ms N  how long a shutdown waits for the work in hand (default 30000)
   --queue URL              put jobs on this Redis (BullMQ) queue for 'svdquant worker's instead of
-                           generating here; --model then only names the classes and size
+                           generating here; --model then only names the classes and size (a
+                           text model is loaded, to check embedding shapes before queueing)
   --queue-name NAME        the BullMQ queue (default svdquant-images)
   -h, --help               show this help
 `;

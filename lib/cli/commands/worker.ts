@@ -78,7 +78,6 @@ export const workerCommand: CliCommand = {
       scheduler: values.scheduler as string | undefined,
       backend: backendOption('worker', values.backend),
     });
-    if (info.text !== undefined) throw new UsageError(`worker: ${info.text.pipeline} models are served in-process only in this version ('svdquant serve --model ...' without --queue)`);
     const worker = await startImageWorker({
       url: values.queue as string,
       queueName: values['queue-name'] as string | undefined,
