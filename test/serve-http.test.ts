@@ -78,7 +78,7 @@ t.test('batched requests get exactly the images they get alone (same PNG bytes)'
 t.test('bad requests: 400 with the field named, 413 for a large body; health and readiness', async (t) => {
   const s = await serve(['--max-batch', '2', '--body-limit', '1024']);
   const cases: Array<[unknown, RegExp]> = [
-    [{}, /must have required property 'labels'/],
+    [{}, /invalid field 'labels': required: this model is class-conditional/],
     [{ labels: [] }, /labels must NOT have fewer than 1 items/],
     [{ labels: [1], steps: '10' }, /steps must be integer/],
     [{ labels: [1], steps: 0 }, /steps must be >= 1/],

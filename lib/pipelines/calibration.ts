@@ -1,6 +1,7 @@
 /**
  * Calibration from pipeline runs (Quark's get_calib_dataloader(pipe, pipe.transformer, prompts,
- * n_steps) and deepcompressor's collection): run the pipeline over the given labels for N steps and
+ * n_steps) and deepcompressor's collection): run the pipeline over the given class labels (DiT) or
+ * prompt embeddings (PixArt-Σ, SD3, Flux) for N steps and
  * record the denoiser's named inputs at every model call, so the calibration set covers the whole
  * timestep range the model will see when sampling, classifier-free guidance batches included.
  *
@@ -23,25 +24,55 @@ export const CALIBRATION_FORMAT = 'svdquant-pipeline-calibration';
 /** Quark's default number of sampling steps for calibration. */
 export const DEFAULT_CALIBRATION_STEPS = 20;
 
-/** One captured model call: the denoiser's named inputs (`{ hidden_states, timestep, class_labels }` for a DiT). */
+/** One captured model call: the denoiser's named inputs (`{ hidden_states, timestep, class_labels }` for a DiT, the text inputs for PixArt / SD3 / Flux). */
 export type CapturedInputs = Record<string, Tensor>;
 
-/** What capturePipelineCalibration drives: a pipeline with a denoiser and a generate call taking labels. */
+/** The generate options capturePipelineCalibration passes (one run's labels or prompt embeddings, and the sampling options). */
+export interface CalibrationRunOptions {
+  readonly classLabels?: readonly (number | string)[];
+  readonly promptEmbeds?: Tensor;
+  readonly seeds?: readonly number[] | number;
+  readonly numInferenceSteps?: number;
+  readonly guidanceScale?: number;
+  readonly height?: number;
+  readonly width?: number;
+  readonly outputType?: 'image' | 'latent';
+  readonly signal?: AbortSignal;
+  readonly onStep?: (info: StepInfo) => void;
+}
+
+/** What capturePipelineCalibration drives: a pipeline with a denoiser and a generate call (DiTPipeline, PixArtSigmaPipeline, StableDiffusion3Pipeline, FluxPipeline). */
 export interface CalibratablePipeline {
   readonly transformer: Module;
-  generate(options: { classLabels: readonly (number | string)[]; seeds?: readonly number[] | number; numInferenceSteps?: number; guidanceScale?: number; signal?: AbortSignal; onStep?: (info: StepInfo) => void }): Promise<unknown>;
+  generate(options: CalibrationRunOptions): Promise<unknown>;
+}
+
+/** One text-pipeline run's prompt embeddings: the embedding options of its generate call (promptEmbeds, promptAttentionMask, pooledPromptEmbeds, negative…, numImagesPerPrompt). */
+export interface CalibrationPrompt {
+  readonly promptEmbeds: Tensor;
+  readonly numImagesPerPrompt?: number;
+  readonly [option: string]: unknown;
 }
 
 export interface PipelineCalibrationOptions {
-  /** One image per label, run in pipeline batches of `batchSize`. */
-  readonly classLabels: readonly (number | string)[];
+  /** Class-conditional pipelines (DiT): one image per label, run in pipeline batches of `batchSize`. */
+  readonly classLabels?: readonly (number | string)[];
+  /**
+   * Text-conditioned pipelines (PixArt-Σ, SD3, Flux), instead of classLabels: one pipeline run per
+   * entry, each entry the embedding options of a generate call (its promptEmbeds batch of B prompts
+   * makes B images, times numImagesPerPrompt).
+   */
+  readonly prompts?: readonly CalibrationPrompt[];
+  /** Text pipelines: the image size in pixels (default: the pipeline's). */
+  readonly height?: number;
+  readonly width?: number;
   /** Seeds per image, or s for s, s+1, ...; default 0. */
   readonly seeds?: readonly number[] | number;
   /** Sampling steps per run; default 20. Every step's model call is captured. */
   readonly numInferenceSteps?: number;
   /** Default: the pipeline's (4.0 for DiT); > 1 captures the doubled CFG batches the model really sees. */
   readonly guidanceScale?: number;
-  /** Images per pipeline run (default: all in one run). */
+  /** With classLabels: images per pipeline run (default: all in one run). */
   readonly batchSize?: number;
   /** Stream the captured inputs to this safetensors file (written atomically) instead of keeping them in memory. */
   readonly file?: string;
@@ -60,20 +91,50 @@ export interface PipelineCalibration extends AsyncIterable<CapturedInputs> {
   readonly file: string | undefined;
 }
 
-function checkOptions(o: PipelineCalibrationOptions): { runs: { labels: (number | string)[]; seeds: number[] | number }[] } {
-  if (o === null || typeof o !== 'object') throw new ArgumentError('options', 'an object { classLabels, seeds, numInferenceSteps, guidanceScale, batchSize, file }', o);
+/** One pipeline run: its conditioning options and seeds. */
+interface Run {
+  readonly conditioning: Record<string, unknown>;
+  readonly seeds: number[] | number;
+}
+
+function checkOptions(o: PipelineCalibrationOptions): { runs: Run[] } {
+  if (o === null || typeof o !== 'object') throw new ArgumentError('options', 'an object { classLabels or prompts, seeds, numInferenceSteps, guidanceScale, batchSize, file }', o);
+  if (o.file !== undefined && (typeof o.file !== 'string' || o.file.length === 0)) throw new ArgumentError('options.file', 'a file path', o.file);
+  if (o.onStep !== undefined && typeof o.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', o.onStep);
+  if ((o.classLabels === undefined) === (o.prompts === undefined)) {
+    throw new ArgumentError('options', 'either classLabels (class-conditional pipelines) or prompts (text-conditioned pipelines), not both', o.classLabels === undefined ? 'neither' : 'both');
+  }
+  const seeds = o.seeds ?? 0;
+  const seedsFor = (start: number, end: number, total: number): number[] | number => {
+    if (Array.isArray(seeds) && seeds.length !== total) throw new ArgumentError('options.seeds', `one seed or ${total} (one per image)`, seeds);
+    return Array.isArray(seeds) ? seeds.slice(start, end) : (seeds as number) + start;
+  };
+  const runs: Run[] = [];
+  if (o.prompts !== undefined) {
+    if (!Array.isArray(o.prompts) || o.prompts.length === 0) throw new ArgumentError('options.prompts', 'a non-empty array of prompt-embedding options ({ promptEmbeds, ... }), one per pipeline run', o.prompts);
+    if (o.batchSize !== undefined) throw new ArgumentError('options.batchSize', 'nothing with prompts (each prompts entry is one pipeline run)', o.batchSize);
+    const counts = o.prompts.map((p, i) => {
+      const embeds = (p as CalibrationPrompt | null)?.promptEmbeds;
+      if (!(embeds instanceof Tensor) || embeds.ndim < 1) throw new ArgumentError(`options.prompts[${i}].promptEmbeds`, 'a tensor [B, T, C] of prompt embeddings', embeds);
+      const perPrompt = p.numImagesPerPrompt ?? 1;
+      return embeds.shape[0] * (Number.isInteger(perPrompt) && perPrompt > 0 ? perPrompt : 1);
+    });
+    const total = counts.reduce((a, b) => a + b, 0);
+    let start = 0;
+    o.prompts.forEach((p, i) => {
+      runs.push({ conditioning: { ...p, height: o.height, width: o.width, outputType: 'latent' }, seeds: seedsFor(start, start + counts[i], total) });
+      start += counts[i];
+    });
+    return { runs };
+  }
   if (!Array.isArray(o.classLabels) || o.classLabels.length === 0) throw new ArgumentError('options.classLabels', 'a non-empty array of class ids or names', o.classLabels);
+  if (o.height !== undefined || o.width !== undefined) throw new ArgumentError(o.height !== undefined ? 'options.height' : 'options.width', 'nothing with classLabels (a class-conditional model samples at its own size)', o.height ?? o.width);
   const total = o.classLabels.length;
   const batchSize = o.batchSize ?? total;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new ArgumentError('options.batchSize', 'a positive integer', o.batchSize);
-  if (o.file !== undefined && (typeof o.file !== 'string' || o.file.length === 0)) throw new ArgumentError('options.file', 'a file path', o.file);
-  if (o.onStep !== undefined && typeof o.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', o.onStep);
-  const seeds = o.seeds ?? 0;
-  if (Array.isArray(seeds) && seeds.length !== total) throw new ArgumentError('options.seeds', `one seed or ${total} (one per label)`, seeds);
-  const runs: { labels: (number | string)[]; seeds: number[] | number }[] = [];
   for (let start = 0; start < total; start += batchSize) {
     const end = Math.min(total, start + batchSize);
-    runs.push({ labels: o.classLabels.slice(start, end), seeds: Array.isArray(seeds) ? seeds.slice(start, end) : (seeds as number) + start });
+    runs.push({ conditioning: { classLabels: o.classLabels.slice(start, end) }, seeds: seedsFor(start, end, total) });
   }
   return { runs };
 }
@@ -97,12 +158,14 @@ function timestepOf(inputs: CapturedInputs): number {
 }
 
 /**
- * Runs `pipe` over `options.classLabels` and captures the denoiser's inputs at every step (see the
- * file comment). Not for a pipeline that is generating concurrently: its calls would be captured too.
+ * Runs `pipe` over `options.classLabels` or `options.prompts` and captures the denoiser's inputs at
+ * every step (see the file comment); text pipelines stop at the latents (no VAE decode). The recorded
+ * timesteps are the model's timestep input (Flux: t / 1000). Not for a pipeline that is generating
+ * concurrently: its calls would be captured too.
  */
 export async function capturePipelineCalibration(pipe: CalibratablePipeline, options: PipelineCalibrationOptions): Promise<PipelineCalibration> {
   if (pipe === null || typeof pipe !== 'object' || typeof pipe.generate !== 'function' || typeof pipe.transformer?.registerForwardHook !== 'function') {
-    throw new ArgumentError('pipe', 'a pipeline with a transformer and generate() (DiTPipeline)', pipe);
+    throw new ArgumentError('pipe', 'a pipeline with a transformer and generate() (DiTPipeline, PixArtSigmaPipeline, StableDiffusion3Pipeline, FluxPipeline)', pipe);
   }
   const { runs } = checkOptions(options);
   const timesteps: number[] = [];
@@ -117,7 +180,7 @@ export async function capturePipelineCalibration(pipe: CalibratablePipeline, opt
   try {
     for (let r = 0; r < runs.length; r++) {
       await pipe.generate({
-        classLabels: runs[r].labels, seeds: runs[r].seeds, numInferenceSteps: options.numInferenceSteps ?? DEFAULT_CALIBRATION_STEPS,
+        ...runs[r].conditioning, seeds: runs[r].seeds, numInferenceSteps: options.numInferenceSteps ?? DEFAULT_CALIBRATION_STEPS,
         ...(options.guidanceScale === undefined ? {} : { guidanceScale: options.guidanceScale }),
         signal: options.signal,
         onStep: options.onStep === undefined ? undefined : (info) => options.onStep!({ ...info, run: r + 1, runs: runs.length }),
@@ -130,7 +193,7 @@ export async function capturePipelineCalibration(pipe: CalibratablePipeline, opt
     handle.remove();
   }
   if (sink === undefined) return inMemory(memory, timesteps);
-  await sink.finish({ steps: String(options.numInferenceSteps ?? DEFAULT_CALIBRATION_STEPS), labels: JSON.stringify(options.classLabels), timesteps: JSON.stringify(timesteps) });
+  await sink.finish({ steps: String(options.numInferenceSteps ?? DEFAULT_CALIBRATION_STEPS), ...(options.classLabels === undefined ? { prompts: String(options.prompts!.length) } : { labels: JSON.stringify(options.classLabels) }), timesteps: JSON.stringify(timesteps) });
   return loadPipelineCalibration(options.file!);
 }
 

@@ -14,22 +14,20 @@
  * Every image's starting noise comes from its own seed (random.ts), so an image does not depend on
  * the batch it is generated in (up to the engine's arithmetic across batch sizes; see the tests).
  */
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
 import type { Module } from '../graph/module.js';
-import { readConfigFile } from '../io/config-file.js';
 import { AutoencoderKL } from '../models/autoencoder-kl.js';
 import { loadModel, type LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
-import { checkSignal, denoise, throwIfAborted, type StepInfo } from './denoising-loop.js';
+import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
 import { doubleBatch, epsChannels, guide } from './guidance.js';
-import { isSeed, randnBatch } from './random.js';
+import { randnBatch } from './random.js';
+import { hasComponent, isDirectory, loadVae, MODEL_INDEX_NAME, readModelIndex, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
 import { loadSchedulerConfig } from './schedulers/config-file.js';
 import { schedulerFromConfig } from './schedulers/registry.js';
 import type { Scheduler } from './schedulers/types.js';
 
-export const MODEL_INDEX_NAME = 'model_index.json';
+export { MODEL_INDEX_NAME };
 export const DEFAULT_NUM_INFERENCE_STEPS = 50;
 export const DEFAULT_GUIDANCE_SCALE = 4.0;
 
@@ -73,6 +71,8 @@ export interface DiTGenerateOptions {
   readonly latents?: Tensor;
   /** Checked before every step and before decoding: AbortError once aborted. */
   readonly signal?: AbortSignal;
+  /** Asked before every step: the images (ascending indices) still wanted; the others stop being computed and come back unspecified (see denoise). */
+  readonly liveRows?: () => readonly number[];
   /** Called after every step. */
   readonly onStep?: (info: StepInfo) => void;
 }
@@ -126,31 +126,6 @@ function checkId2label(value: unknown, argument: string): Readonly<Record<string
     throw new ArgumentError(argument, 'an object mapping class ids to names', value);
   }
   return Object.freeze({ ...(value as Record<string, string>) });
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-/** model_index.json of `dir`, or null when there is none. */
-async function readModelIndex(dir: string): Promise<Record<string, unknown> | null> {
-  const file = join(dir, MODEL_INDEX_NAME);
-  try {
-    if (!(await stat(file)).isFile()) return null;
-  } catch {
-    return null;
-  }
-  return readConfigFile(file, 'a diffusers pipeline index (model_index.json)');
-}
-
-/** Whether model_index.json names a component (diffusers writes [null, null] for an absent one). */
-function hasComponent(index: Record<string, unknown> | null, name: string): boolean {
-  const entry = index?.[name];
-  return Array.isArray(entry) && entry.length === 2 && entry[1] !== null;
 }
 
 export class DiTPipeline {
@@ -255,23 +230,28 @@ export class DiTPipeline {
     const itemShape = [this.inChannels, this.sampleSize, this.sampleSize];
     const scheduler = schedulerFromConfig(this.scheduler.config);
     let latents = o.latents ?? randnBatch(itemShape, o.seeds);
-    if (scheduler.initNoiseSigma !== 1) latents = scale(latents, scheduler.initNoiseSigma);
+    if (scheduler.initNoiseSigma !== 1) latents = scaleTensor(latents, scheduler.initNoiseSigma);
 
     const cfg = o.guidanceScale > 1;
-    const labels = Tensor.fromIntegers(cfg ? [...o.classLabels, ...new Array(batch).fill(this.numClasses)] : o.classLabels);
-    const predict = async (modelInput: Tensor, timestep: number): Promise<Tensor> => {
+    const predict = async (modelInput: Tensor, timestep: number, rows: readonly number[]): Promise<Tensor> => {
+      const ids = rows.map((r) => o.classLabels[r]);
+      const labels = Tensor.fromIntegers(cfg ? [...ids, ...new Array(ids.length).fill(this.numClasses)] : ids);
       const hidden = cfg ? doubleBatch(modelInput) : modelInput;
       const { sample } = await (this.transformer as Module<[object], { sample: Tensor }>).call({ hidden_states: hidden, timestep, class_labels: labels });
       if (!(sample instanceof Tensor)) throw new ArgumentError('transformer', 'a model whose forward returns { sample: Tensor }', sample);
       return cfg ? guide(sample, o.guidanceScale, this.inChannels) : epsChannels(sample, this.inChannels);
     };
     const done = await denoise({
-      scheduler, latents, numInferenceSteps: o.numInferenceSteps, predict, signal: o.signal, onStep: o.onStep, operation: 'DiTPipeline.generate',
+      scheduler, latents, numInferenceSteps: o.numInferenceSteps, predict, signal: o.signal, onStep: o.onStep, liveRows: o.liveRows, operation: 'DiTPipeline.generate',
     });
     throwIfAborted(o.signal, 'DiTPipeline.generate');
 
     const decodeStart = performance.now();
-    const decoded = await this.#decode(done.latents);
+    // Only the images still wanted are decoded (the others' rows stay zero).
+    const rows = o.liveRows === undefined ? null : checkRows(o.liveRows(), batch);
+    const decoded = rows === null || rows.length === batch || this.vae === null
+      ? await this.#decode(done.latents)
+      : scatterRows(await this.#decode(selectRows(done.latents, rows)), rows, batch);
     const images = toUnitRange(decoded);
     const decodeMs = performance.now() - decodeStart;
     return {
@@ -301,16 +281,7 @@ export class DiTPipeline {
     if (!Array.isArray(labels) || labels.length === 0) throw new ArgumentError('options.classLabels', 'a non-empty array of class ids or names (one per image)', labels);
     const classLabels = labels.map((l, i) => this.classId(l as number | string, `options.classLabels[${i}]`));
     const batch = classLabels.length;
-    const seedsIn = options.seeds ?? 0;
-    let seeds: number[];
-    if (typeof seedsIn === 'number') {
-      if (!isSeed(seedsIn) || !isSeed(seedsIn + batch - 1)) throw new ArgumentError('options.seeds', 'an integer seed in [0, 2^53) or one per image', seedsIn);
-      seeds = classLabels.map((_, i) => seedsIn + i);
-    } else if (Array.isArray(seedsIn) && seedsIn.length === batch && seedsIn.every(isSeed)) {
-      seeds = [...seedsIn];
-    } else {
-      throw new ArgumentError('options.seeds', `one integer seed in [0, 2^53), or ${batch} of them (one per image)`, seedsIn);
-    }
+    const seeds = resolveSeeds(options.seeds, batch);
     const steps = options.numInferenceSteps ?? DEFAULT_NUM_INFERENCE_STEPS;
     if (!Number.isInteger(steps) || steps < 1) throw new ArgumentError('options.numInferenceSteps', 'a positive integer', steps);
     const guidanceScale = options.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
@@ -321,30 +292,9 @@ export class DiTPipeline {
       if (!(latents instanceof Tensor) || latents.shape.join() !== want.join()) throw new ArgumentError('options.latents', `a tensor of shape [${want.join(', ')}]`, latents instanceof Tensor ? latents.toString() : latents);
     }
     if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', options.onStep);
+    if (options.liveRows !== undefined && typeof options.liveRows !== 'function') throw new ArgumentError('options.liveRows', 'a function returning row indices', options.liveRows);
     const signal = checkSignal(options.signal, 'options.signal');
     throwIfAborted(signal, 'DiTPipeline.generate');
-    return { classLabels, seeds, numInferenceSteps: steps, guidanceScale, latents: latents?.to('f32'), signal, onStep: options.onStep };
+    return { classLabels, seeds, numInferenceSteps: steps, guidanceScale, latents: latents?.to('f32'), signal, onStep: options.onStep, liveRows: options.liveRows };
   }
-}
-
-async function loadVae(dir: string, subfolder: string | undefined, onProgress: (p: LoadProgress) => void): Promise<AutoencoderKL> {
-  const model = await loadModel(dir, { subfolder, onProgress });
-  if (!(model instanceof AutoencoderKL)) throw new ArgumentError('options.vae', 'a folder holding an AutoencoderKL', dir);
-  return model;
-}
-
-/** x/2 + 0.5 clamped to [0, 1], in float32 (diffusers' postprocess). */
-function toUnitRange(x: Tensor): Tensor<'f32'> {
-  const src = x.to('f32').data;
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = Math.min(1, Math.max(0, Math.fround(Math.fround(src[i] / 2) + 0.5)));
-  return Tensor.fromStorage(out, x.shape, 'f32');
-}
-
-function scale(x: Tensor, factor: number): Tensor<'f32'> {
-  const src = x.to('f32').data;
-  const out = new Float32Array(src.length);
-  const f = Math.fround(factor);
-  for (let i = 0; i < src.length; i++) out[i] = Math.fround(src[i] * f);
-  return Tensor.fromStorage(out, x.shape, 'f32');
 }

@@ -1,6 +1,7 @@
 /**
  * Classifier-free guidance as diffusers' class- and text-conditioned pipelines apply it: the model
- * runs on a doubled batch [conditional..., unconditional...]; the guided noise is
+ * runs on a doubled batch, [conditional..., unconditional...] in DiTPipeline and
+ * [unconditional..., conditional...] in the text pipelines (PixArt, SD3); the guided noise is
  * uncond + scale·(cond − uncond) in float32 (diffusers' order of operations), on the first
  * `guidedChannels` channels only (the eps channels; a learned-sigma model's variance channels are
  * not guided and are dropped by `epsChannels`).
@@ -19,11 +20,14 @@ export function doubleBatch(x: Tensor): Tensor<'f32'> {
   return Tensor.fromStorage(out, [x.shape[0] * 2, ...x.shape.slice(1)], 'f32');
 }
 
+/** Which half of the doubled batch holds the conditional predictions. */
+export type GuidanceOrder = 'cond-first' | 'uncond-first';
+
 /**
  * The guided prediction [B, guidedChannels, ...] from a doubled-batch prediction
- * [2B, C, ...] (C >= guidedChannels).
+ * [2B, C, ...] (C >= guidedChannels), its halves in `order` (DiTPipeline's 'cond-first' by default).
  */
-export function guide(prediction: Tensor, scale: number, guidedChannels: number): Tensor<'f32'> {
+export function guide(prediction: Tensor, scale: number, guidedChannels: number, order: GuidanceOrder = 'cond-first'): Tensor<'f32'> {
   const [b2, c, ...rest] = prediction.shape;
   if (b2 % 2 !== 0 || c < guidedChannels) {
     throw new ArgumentError('prediction', `a doubled batch [2B, >=${guidedChannels}, ...]`, prediction.toString());
@@ -35,8 +39,9 @@ export function guide(prediction: Tensor, scale: number, guidedChannels: number)
   const out = new Float32Array(b * guidedChannels * plane);
   for (let i = 0; i < b; i++) {
     for (let ch = 0; ch < guidedChannels; ch++) {
-      const cond = (i * c + ch) * plane;
-      const uncond = ((i + b) * c + ch) * plane;
+      const first = (i * c + ch) * plane;
+      const second = ((i + b) * c + ch) * plane;
+      const [cond, uncond] = order === 'cond-first' ? [first, second] : [second, first];
       const dst = (i * guidedChannels + ch) * plane;
       for (let p = 0; p < plane; p++) {
         const u = src[uncond + p];

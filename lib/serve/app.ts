@@ -76,20 +76,15 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
     const timings = { ...result.timings, totalMs: reply.elapsedTime };
     if (body.format === 'png') {
       const [image] = result.images;
+      if (image.label !== undefined) void reply.header('x-svdquant-label', String(image.label));
       return reply
         .type('image/png')
-        .header('x-svdquant-label', String(image.label))
         .header('x-svdquant-seed', String(image.seed))
         .header('x-svdquant-timings', JSON.stringify(timings))
         .send(Buffer.from(image.png));
     }
     return reply.send({
-      images: result.images.map((image) => ({
-        label: image.label,
-        labelName: model.labels[image.label],
-        seed: image.seed,
-        png: Buffer.from(image.png).toString('base64'),
-      })),
+      images: result.images.map((image) => imageJson(image, model)),
       steps: params.numInferenceSteps ?? null,
       guidance: params.guidanceScale ?? null,
       timings,
@@ -105,10 +100,18 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
     return reply.send({
       id: job.id,
       state: job.state,
-      images: job.result.images.map((image) => ({ label: image.label, labelName: model.labels[image.label], seed: image.seed, png: Buffer.from(image.png).toString('base64') })),
+      images: job.result.images.map((image) => imageJson(image, model)),
       timings: job.result.timings,
       ...(job.result.worker !== undefined ? { worker: job.result.worker } : {}),
     });
+  });
+
+  app.delete('/v1/jobs/:id', async (request, reply) => {
+    const { id } = request.params as { id: string };
+    if (service.cancelJob === undefined) throw new InvalidRequestError('id', 'jobs by id need the queue mode (svdquant serve --queue redis://...)');
+    const job = await service.cancelJob(id);
+    if (job.state === 'completed') return reply.code(409).send({ id, state: job.state, error: 'already_completed' });
+    return reply.send(job);
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -124,6 +127,15 @@ export function createServeApp(options: ServeAppOptions): ServeApp {
   });
 
   return state;
+}
+
+/** One image in a JSON answer: its class (class-conditional models), seed and base64 PNG. */
+function imageJson(image: GeneratedImages['images'][number], model: ServeModelInfo): Record<string, unknown> {
+  return {
+    ...(image.label !== undefined ? { label: image.label, labelName: model.labels[image.label] } : {}),
+    seed: image.seed,
+    png: Buffer.from(image.png).toString('base64'),
+  };
 }
 
 function describeError(error: FastifyError | ServeError | Error): { status: number; kind: string; message: string } {

@@ -5,21 +5,34 @@
  * unbounded growth. One batch runs at a time: the native engine already uses every core.
  *
  * Cancellation and timeouts: a waiting request leaves the queue; a request inside a running batch is
- * answered at once (rejected) and the batch goes on for the others; a batch whose requests have all
- * left is aborted through the pipeline's AbortSignal (checked between steps).
+ * answered at once (rejected) and leaves the batch: the pipeline asks `liveRows` before every step,
+ * so its images stop being computed at the next step while the others go on, unchanged (every image
+ * is independent of its batch). A batch whose requests have all left is aborted through the
+ * pipeline's AbortSignal (checked between steps).
  */
 
 import { QueueFullError, RequestCancelledError, RequestTimeoutError, ShuttingDownError } from './errors.js';
-import type { GenerationParams } from './request.js';
+import type { EmbeddingTensor, GenerationParams } from './request.js';
 
-/** The part of a pipeline (lib/pipelines DiTPipeline) that the batcher uses. */
+/**
+ * The part of a pipeline that the batcher uses: lib/pipelines DiTPipeline, or a text pipeline behind
+ * TextBatchPipeline (lib/serve/text-model.ts), which takes `embeddings` (one row per image) instead
+ * of class labels.
+ */
 export interface BatchPipeline {
   generate(options: {
     classLabels: number[];
     seeds: number[];
+    embeddings?: Record<string, EmbeddingTensor>;
+    height?: number;
+    width?: number;
     numInferenceSteps?: number;
     guidanceScale?: number;
     signal?: AbortSignal;
+    /** Asked before every step: the images (ascending indices) still wanted; the others stop being computed. */
+    liveRows?: () => readonly number[];
+    /** Called after every step. */
+    onStep?: () => void;
   }): Promise<{
     images: PipelineImages;
     /** Other tensors of the result (DiTPipeline's decoded output and final latents): disposed with the images. */
@@ -27,6 +40,8 @@ export interface BatchPipeline {
     latents?: { dispose?(): void };
     timings?: { totalMs: number; denoiserMs: number; decodeMs: number };
   }>;
+  /** Checks a request as generate would (throws InvalidRequestError), before it is queued. */
+  check?(params: GenerationParams): Promise<void>;
 }
 
 /** A [B, C, H, W] float tensor with values in [0, 1] (lib/tensor Tensor<'f32'>). */
@@ -71,6 +86,10 @@ export interface BatcherOptions {
 export interface BatcherObserver {
   batchFinished?(info: { images: number; requests: number; seconds: number; error?: unknown }): void;
   queueChanged?(depth: number): void;
+  /** A request's images left a running batch: the pipeline stopped computing them before a step. */
+  imagesDropped?(images: number): void;
+  /** A denoising step finished with `images` images in it. */
+  stepFinished?(images: number): void;
 }
 
 interface PendingRequest {
@@ -81,6 +100,8 @@ interface PendingRequest {
   resolve(result: BatchResult): void;
   reject(error: unknown): void;
   settled: boolean;
+  /** Whether the pipeline was told that its images left the running batch. */
+  dropped: boolean;
   batch: RunningBatch | null;
   cleanup(): void;
 }
@@ -140,11 +161,12 @@ export class DynamicBatcher {
       const request: PendingRequest = {
         params,
         key: batchKey(params),
-        images: params.classLabels.length,
+        images: params.seeds.length,
         submittedAt: performance.now(),
         resolve,
         reject,
         settled: false,
+        dropped: false,
         batch: null,
         cleanup: () => {
           if (timer !== null) clearTimeout(timer);
@@ -278,18 +300,40 @@ export class DynamicBatcher {
     const classLabels = members.flatMap((m) => m.params.classLabels);
     const seeds = members.flatMap((m) => m.params.seeds);
     const first = members[0].params;
+    const embeddings = first.embeddings === undefined ? undefined : concatEmbeddings(members.map((m) => m.params.embeddings!));
+    // The rows of the requests still waiting for their images; asked by the pipeline before every step.
+    let liveImages = classLabels.length;
+    const liveRows = (): number[] => {
+      const rows: number[] = [];
+      let offset = 0;
+      for (const m of members) {
+        if (!m.settled) for (let i = 0; i < m.images; i++) rows.push(offset + i);
+        else if (!m.dropped) {
+          m.dropped = true;
+          this.observer.imagesDropped?.(m.images);
+        }
+        offset += m.images;
+      }
+      liveImages = rows.length;
+      return rows;
+    };
     let error: unknown;
     try {
       const out = await this.pipeline.generate({
         classLabels,
         seeds,
+        ...(embeddings !== undefined ? { embeddings } : {}),
+        ...(first.height !== undefined ? { height: first.height } : {}),
+        ...(first.width !== undefined ? { width: first.width } : {}),
+        liveRows,
+        onStep: () => this.observer.stepFinished?.(liveImages),
         ...(first.numInferenceSteps !== undefined ? { numInferenceSteps: first.numInferenceSteps } : {}),
         ...(first.guidanceScale !== undefined ? { guidanceScale: first.guidanceScale } : {}),
         signal: batch.controller.signal,
       });
       const generateMs = performance.now() - startedAt;
       try {
-        this.deliver(members, out.images, { startedAt, generateMs, images: classLabels.length });
+        this.deliver(members, out.images, { startedAt, generateMs, images: seeds.length });
       } finally {
         // Freed now rather than at a later collection: a long-running server stays flat (README, event loop).
         for (const tensor of new Set([out.images, out.decoded, out.latents])) tensor?.dispose?.();
@@ -300,7 +344,7 @@ export class DynamicBatcher {
     }
     const seconds = (performance.now() - startedAt) / 1000;
     if (error === undefined) this.lastBatchSeconds = seconds;
-    this.observer.batchFinished?.({ images: classLabels.length, requests: members.length, seconds, ...(error !== undefined ? { error } : {}) });
+    this.observer.batchFinished?.({ images: seeds.length, requests: members.length, seconds, ...(error !== undefined ? { error } : {}) });
     this.running = null;
     this.schedule();
   }
@@ -328,9 +372,32 @@ export class DynamicBatcher {
   }
 }
 
-/** Requests with the same key can share a generate call. */
+/**
+ * Requests with the same key can share a generate call: same steps and guidance, and for a text
+ * model the same size and the same embedding tensors with the same shapes past the batch dimension
+ * (token counts included), so that they concatenate along the batch.
+ */
 function batchKey(params: GenerationParams): string {
-  return `${params.numInferenceSteps ?? 'default'}|${params.guidanceScale ?? 'default'}`;
+  const key = `${params.numInferenceSteps ?? 'default'}|${params.guidanceScale ?? 'default'}`;
+  if (params.embeddings === undefined) return key;
+  const tensors = Object.keys(params.embeddings).sort().map((name) => `${name}[${params.embeddings![name].shape.slice(1).join(',')}]`);
+  return `${key}|${params.height ?? 'default'}x${params.width ?? 'default'}|${tensors.join(';')}`;
+}
+
+/** The members' embeddings concatenated along the batch (their keys are equal, so names and trailing shapes match). */
+function concatEmbeddings(list: Array<Record<string, EmbeddingTensor>>): Record<string, EmbeddingTensor> {
+  const out: Record<string, EmbeddingTensor> = {};
+  for (const name of Object.keys(list[0])) {
+    const parts = list.map((e) => e[name]);
+    const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+    let offset = 0;
+    for (const p of parts) {
+      data.set(p.data, offset);
+      offset += p.data.length;
+    }
+    out[name] = { shape: [parts.reduce((n, p) => n + p.shape[0], 0), ...parts[0].shape.slice(1)], data };
+  }
+  return out;
 }
 
 function copyRange(data: ArrayLike<number>, start: number, length: number): Float32Array {

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { createServeApp, type ServeApp } from './app.js';
 import type { BatchPipeline } from './batcher.js';
 import { createServeMetrics, type ServeMetrics } from './metrics.js';
-import { loadServeModel, readServeModelInfo } from './model.js';
+import { loadServeModel, readServeModel } from './model.js';
 import { RedisImageService } from './redis-queue.js';
 import type { ServeModelInfo } from './request.js';
 import type { NativeBackend } from '../runtime/native-inference.js';
@@ -45,6 +45,8 @@ export const SERVE_DEFAULTS = {
   batchWindowMs: 10,
   timeoutMs: 120_000,
   bodyLimit: 64 * 1024,
+  /** A text model's requests carry prompt embeddings (base64 float32). */
+  textBodyLimit: 32 << 20,
 } as const;
 
 export interface RunningServer {
@@ -65,8 +67,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   let model: ServeModelInfo;
   let service: ImageService;
   if (options.queue !== undefined) {
-    model = options.pipeline?.info ?? await readServeModelInfo({ model: options.model, scheduler: options.scheduler });
-    service = await RedisImageService.connect({ url: options.queue, queueName: options.queueName, maxQueue, maxBatch });
+    // A text model is loaded here too: its embedding shapes are checked before a job is queued.
+    const loaded = options.pipeline ?? await readServeModel({ model: options.model, scheduler: options.scheduler, backend: options.backend });
+    model = loaded.info;
+    const check = loaded.pipeline?.check?.bind(loaded.pipeline);
+    service = await RedisImageService.connect({ url: options.queue, queueName: options.queueName, maxQueue, maxBatch, ...(check !== undefined ? { check } : {}) });
   } else {
     const loaded = options.pipeline ?? await loadServeModel({ model: options.model, scheduler: options.scheduler, backend: options.backend });
     model = loaded.info;
@@ -84,7 +89,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     metrics,
     maxImagesPerRequest: maxBatch,
     timeoutMs: options.timeoutMs ?? SERVE_DEFAULTS.timeoutMs,
-    bodyLimit: options.bodyLimit ?? SERVE_DEFAULTS.bodyLimit,
+    bodyLimit: options.bodyLimit ?? (model.text !== undefined ? SERVE_DEFAULTS.textBodyLimit : SERVE_DEFAULTS.bodyLimit),
   });
   const { app } = serveApp;
   try {

@@ -7,10 +7,11 @@
 import { hostname } from 'node:os';
 import { Ajv } from 'ajv';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { DynamicBatcher, type BatcherObserver, type BatchPipeline } from './batcher.js';
-import { InvalidRequestError } from './errors.js';
-import { DEFAULT_QUEUE_NAME, redisConnection, type ImageJobData, type ImageJobResult } from './redis-queue.js';
-import { MAX_SEED, MAX_STEPS, type GenerationParams, type ServeModelInfo } from './request.js';
+import { DynamicBatcher, type BatchPipeline } from './batcher.js';
+import { InvalidRequestError, RequestCancelledError } from './errors.js';
+import type { WorkerMetrics } from './metrics.js';
+import { DEFAULT_QUEUE_NAME, redisConnection, listenForCancellations, type ImageJobData, type ImageJobResult } from './redis-queue.js';
+import { decodeEmbedding, EMBEDDING_NAMES, embeddingTensorSchema, MAX_SEED, MAX_SIZE, MAX_STEPS, type EmbeddingTensor, type GenerationParams, type ServeModelInfo } from './request.js';
 import { toGeneratedImages } from './service.js';
 
 const jobDataSchema = {
@@ -22,10 +23,17 @@ const jobDataSchema = {
       additionalProperties: false,
       required: ['classLabels', 'seeds'],
       properties: {
-        classLabels: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+        classLabels: { type: 'array', items: { type: 'integer', minimum: 0 } },
         seeds: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: MAX_SEED } },
         numInferenceSteps: { type: 'integer', minimum: 1, maximum: MAX_STEPS },
         guidanceScale: { type: 'number', minimum: 0, maximum: 100 },
+        embeddings: {
+          type: 'object',
+          additionalProperties: false,
+          properties: Object.fromEntries(EMBEDDING_NAMES.map((name) => [name, embeddingTensorSchema])),
+        },
+        height: { type: 'integer', minimum: 1, maximum: MAX_SIZE },
+        width: { type: 'integer', minimum: 1, maximum: MAX_SIZE },
       },
     },
   },
@@ -46,7 +54,8 @@ export interface ImageWorkerOptions {
   stalledIntervalMs?: number;
   /** Called when a job starts and ends (for logs). */
   onJob?(event: { id: string; state: 'active' | 'completed' | 'failed'; reason?: string }): void;
-  observer?: BatcherObserver;
+  /** Jobs, batches and memory for Prometheus (createWorkerMetrics). */
+  metrics?: WorkerMetrics;
 }
 
 export interface ImageWorker {
@@ -63,18 +72,21 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
     maxQueue: options.maxBatch,
     batchWindowMs: options.batchWindowMs,
     timeoutMs: 0,
-  }, options.observer);
+  }, options.metrics?.batcher);
 
   let abandoned = false;
-  const processJob = async (job: Job<ImageJobData, ImageJobResult>): Promise<ImageJobResult> => {
-    const params = checkJob(job.data, options.model, options.maxBatch);
+  const generateJob = async (job: Job<ImageJobData, ImageJobResult>, signal?: AbortSignal): Promise<ImageJobResult> => {
+    const params = await checkJob(job.data, options.model, options.maxBatch, options.pipeline);
     let result;
     try {
-      result = await batcher.submit(params);
+      // The signal fires when the front end cancels the job (its client went away): the job leaves its batch.
+      result = await batcher.submit(params, signal !== undefined ? { signal } : {});
     } catch (error) {
       // Abandoned at the shutdown deadline: never settle, so that nothing marks the job failed; its
       // lock expires and another worker runs it.
       if (abandoned) await new Promise<never>(() => {});
+      // A cancelled job is not retried.
+      if (error instanceof RequestCancelledError) throw new UnrecoverableError(`cancelled: ${error.message}`);
       throw error;
     }
     const generated = toGeneratedImages(params, result);
@@ -83,6 +95,24 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
       timings: generated.timings,
       worker: id,
     };
+  };
+  const processJob = async (job: Job<ImageJobData, ImageJobResult>, _token?: string, signal?: AbortSignal): Promise<ImageJobResult> => {
+    const metrics = options.metrics;
+    if (metrics === undefined) return generateJob(job, signal);
+    const started = performance.now();
+    metrics.jobsActive(1);
+    let state: 'completed' | 'failed' | 'cancelled' = 'failed';
+    try {
+      const result = await generateJob(job, signal);
+      state = 'completed';
+      return result;
+    } catch (error) {
+      if (signal?.aborted === true) state = 'cancelled';
+      throw error;
+    } finally {
+      metrics.jobsActive(-1);
+      metrics.jobDone(state, (performance.now() - started) / 1000, (Date.now() - job.timestamp) / 1000);
+    }
   };
 
   const worker = new Worker<ImageJobData, ImageJobResult>(options.queueName ?? DEFAULT_QUEUE_NAME, processJob, {
@@ -98,12 +128,17 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
   // Connection errors are retried by BullMQ; without a listener they would crash the process.
   worker.on('error', () => {});
   await worker.waitUntilReady();
+  // The front end cancels a job whose client went away: if it runs here, it leaves its batch.
+  const cancellations = await listenForCancellations(options.url, options.queueName ?? DEFAULT_QUEUE_NAME, (jobId) => {
+    worker.cancelJob(jobId, 'cancelled by the front end');
+  });
   void worker.run();
 
   return {
     id,
     async close(deadlineMs: number): Promise<void> {
       let timer: NodeJS.Timeout | null = null;
+      await cancellations.close();
       const graceful = worker.close();
       const deadline = new Promise<'deadline'>((resolve) => { timer = setTimeout(() => resolve('deadline'), deadlineMs); });
       const outcome = await Promise.race([graceful.then(() => 'closed' as const), deadline]);
@@ -123,15 +158,33 @@ export async function startImageWorker(options: ImageWorkerOptions): Promise<Ima
   };
 }
 
-function checkJob(data: unknown, model: ServeModelInfo, maxBatch: number): GenerationParams {
+/** Job data from Redis checked again (schema, the model's classes or embeddings); UnrecoverableError: no retry. */
+async function checkJob(data: unknown, model: ServeModelInfo, maxBatch: number, pipeline: BatchPipeline): Promise<GenerationParams> {
   if (!validateJobData(data)) {
     const detail = validateJobData.errors?.map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`).join('; ') ?? '';
     throw new UnrecoverableError(`invalid job data: ${detail}`);
   }
-  const params = data.params;
-  if (params.seeds.length !== params.classLabels.length) throw new UnrecoverableError('invalid job data: one seed per label expected');
-  if (params.classLabels.length > maxBatch) throw new UnrecoverableError(`invalid job data: ${params.classLabels.length} images, this worker's --max-batch is ${maxBatch}`);
-  const bad = params.classLabels.find((label) => label >= model.labels.length);
-  if (bad !== undefined) throw new UnrecoverableError(new InvalidRequestError('classLabels', `class ids below ${model.labels.length}, got ${bad}`).message);
-  return params;
+  const { embeddings: wire, ...rest } = data.params;
+  const images = rest.seeds.length;
+  if (images > maxBatch) throw new UnrecoverableError(`invalid job data: ${images} images, this worker's --max-batch is ${maxBatch}`);
+  if (model.text === undefined) {
+    if (wire !== undefined || rest.classLabels.length !== images) throw new UnrecoverableError('invalid job data: one class label and seed per image (this worker\'s model is class-conditional)');
+    const bad = rest.classLabels.find((label) => label >= model.labels.length);
+    if (bad !== undefined) throw new UnrecoverableError(new InvalidRequestError('classLabels', `class ids below ${model.labels.length}, got ${bad}`).message);
+    return rest;
+  }
+  if (wire === undefined || rest.classLabels.length !== 0) throw new UnrecoverableError(`invalid job data: prompt embeddings and no class labels (this worker's model is ${model.text.pipeline})`);
+  try {
+    const embeddings: Record<string, EmbeddingTensor> = {};
+    for (const [name, tensor] of Object.entries(wire)) {
+      embeddings[name] = decodeEmbedding(tensor, `embeddings.${name}`);
+      if (embeddings[name].shape[0] !== images) throw new InvalidRequestError(`embeddings.${name}`, `one row per image (${images})`);
+    }
+    const params: GenerationParams = { ...rest, embeddings };
+    await pipeline.check?.(params);
+    return params;
+  } catch (error) {
+    if (error instanceof InvalidRequestError) throw new UnrecoverableError(error.message);
+    throw error;
+  }
 }

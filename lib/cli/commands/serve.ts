@@ -17,7 +17,9 @@ requests, finishes (or past the deadline cancels) the work in hand, and exits 0.
 
 Options:
   --model PATH             a diffusers DiTPipeline folder or an svdquant checkpoint of its denoiser
-                           (default: the built-in Fashion-MNIST model)
+                           (default: the built-in Fashion-MNIST model), or a PixArtSigmaPipeline,
+                           StableDiffusion3Pipeline or FluxPipeline folder (requests then send
+                           prompt embeddings)
   --scheduler DIR          for a checkpoint: the pipeline folder with the scheduler and class names
                            (default: the built-in model's)
   --backend B              where a quantized checkpoint's layers run: auto (default: cuda, hip,
@@ -29,10 +31,12 @@ Options:
   --batch-window-ms N      how long a request waits for others to batch with (default ${SERVE_DEFAULTS.batchWindowMs})
   --no-batching            run every request alone
   --timeout-ms N           per-request timeout, waiting included; 0: none (default ${SERVE_DEFAULTS.timeoutMs})
-  --body-limit BYTES       largest request body (default ${SERVE_DEFAULTS.bodyLimit})
+  --body-limit BYTES       largest request body (default ${SERVE_DEFAULTS.bodyLimit}; ${SERVE_DEFAULTS.textBodyLimit} for a
+                           text-conditioned model, whose requests carry prompt embeddings)
   --shutdown-timeout-ms N  how long a shutdown waits for the work in hand (default 30000)
   --queue URL              put jobs on this Redis (BullMQ) queue for 'svdquant worker's instead of
-                           generating here; --model then only names the classes and size
+                           generating here; --model then only names the classes and size (a
+                           text model is loaded, to check embedding shapes before queueing)
   --queue-name NAME        the BullMQ queue (default svdquant-images)
   -h, --help               show this help
 `;
@@ -80,7 +84,7 @@ export const serveCommand: CliCommand = {
       batchWindowMs: intOption('serve', 'batch-window-ms', values['batch-window-ms'], SERVE_DEFAULTS.batchWindowMs, 0, 60_000),
       batching: values['no-batching'] !== true,
       timeoutMs: intOption('serve', 'timeout-ms', values['timeout-ms'], SERVE_DEFAULTS.timeoutMs, 0, 86_400_000),
-      bodyLimit: intOption('serve', 'body-limit', values['body-limit'], SERVE_DEFAULTS.bodyLimit, 1024, 64 << 20),
+      bodyLimit: values['body-limit'] === undefined ? undefined : intOption('serve', 'body-limit', values['body-limit'], SERVE_DEFAULTS.bodyLimit, 1024, 1 << 30),
     });
     const mode = server.service.kind === 'redis' ? `queue ${values.queue as string}` : values['no-batching'] === true ? 'batching off' : `max batch ${maxBatch}`;
     io.stdout(`svdquant serve: listening on ${server.url} (model ${server.model.name}${server.model.backend !== undefined ? `, backend ${server.model.backend}` : ''}; ${mode})\n`);
