@@ -207,6 +207,16 @@ t.test('batch invariance, seeds and numImagesPerPrompt', async (t) => {
     numInferenceSteps: 1, outputType: 'latent',
   });
   same(t, sharedNegative.latents, repeated.latents, 'a negative of batch 1 serves every prompt');
+  // Two prompts × 2 images: [p0, p0, p1, p1], each mask with its own embeddings (diffusers 0.30.3 tiles
+  // the masks instead, pipeline_pixart_sigma.py:318-319, which pairs p0 with m1 when B > 1).
+  const pick = (x: Tensor, order: number[]) => order.map((i) => slice(x, i)).reduce((a, b) => cat(a, b));
+  const perPromptPx = await px.generate({ ...pixartPrompt, numImagesPerPrompt: 2, seeds: [1, 2, 3, 4], numInferenceSteps: 1, outputType: 'latent' });
+  const spelled = await px.generate({
+    promptEmbeds: pick(pixartPrompt.promptEmbeds, [0, 0, 1, 1]), promptAttentionMask: pick(pixartPrompt.promptAttentionMask, [0, 0, 1, 1]),
+    negativePromptEmbeds: pick(pixartPrompt.negativePromptEmbeds, [0, 0, 1, 1]), negativePromptAttentionMask: pick(pixartPrompt.negativePromptAttentionMask, [0, 0, 1, 1]),
+    seeds: [1, 2, 3, 4], numInferenceSteps: 1, outputType: 'latent',
+  });
+  same(t, perPromptPx.latents, spelled.latents, 'PixArt numImagesPerPrompt: embeddings and masks repeated per prompt');
 });
 
 function slice(x: Tensor, i: number): Tensor {

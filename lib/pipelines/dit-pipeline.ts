@@ -22,7 +22,7 @@ import { Tensor } from '../tensor.js';
 import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
 import { doubleBatch, epsChannels, guide } from './guidance.js';
 import { randnBatch } from './random.js';
-import { hasComponent, isDirectory, loadVae, MODEL_INDEX_NAME, readModelIndex, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
+import { decodeLatents, hasComponent, isDirectory, loadVae, MODEL_INDEX_NAME, readModelIndex, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
 import { loadSchedulerConfig } from './schedulers/config-file.js';
 import { schedulerFromConfig } from './schedulers/registry.js';
 import type { Scheduler } from './schedulers/types.js';
@@ -266,13 +266,7 @@ export class DiTPipeline {
 
   /** The [-1, 1]-scale images: VAE decode of latents / scaling_factor (+ shift) when there is a VAE, else the latents. */
   async #decode(latents: Tensor): Promise<Tensor> {
-    if (this.vae === null) return latents;
-    const sf = this.vae.scalingFactor, shift = this.vae.shiftFactor;
-    const src = latents.to('f32').data;
-    const z = new Float32Array(src.length);
-    const inv = Math.fround(1 / sf);
-    for (let i = 0; i < src.length; i++) z[i] = shift === 0 ? Math.fround(inv * src[i]) : Math.fround(Math.fround(src[i] / sf) + shift);
-    return this.vae.decode(Tensor.fromStorage(z, latents.shape, 'f32'));
+    return this.vae === null ? latents : decodeLatents(this.vae, latents, 'reciprocal');
   }
 
   #checkGenerateOptions(options: DiTGenerateOptions) {

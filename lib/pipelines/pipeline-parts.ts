@@ -59,13 +59,13 @@ export function resolveSeeds(seedsIn: readonly number[] | number | undefined, co
 /**
  * The VAE's [-1, 1]-scale images of `latents`, scaled as diffusers' pipelines scale them, in float32:
  * 'reciprocal' (DiTPipeline): decode(1/scaling_factor · latents); 'divide' (PixArt, SD3, Flux):
- * decode(latents / scaling_factor + shift_factor), the shift only where the VAE config has one.
+ * decode(latents / scaling_factor + shift_factor). A VAE with a shift factor is always divided.
  */
 export async function decodeLatents(vae: AutoencoderKL, latents: Tensor, convention: 'reciprocal' | 'divide'): Promise<Tensor> {
   const shift = Math.fround(vae.shiftFactor);
   const src = latents.to('f32').data;
   const z = new Float32Array(src.length);
-  if (convention === 'reciprocal') {
+  if (convention === 'reciprocal' && shift === 0) {
     const inv = Math.fround(1 / vae.scalingFactor);
     for (let i = 0; i < src.length; i++) z[i] = Math.fround(inv * src[i]);
   } else {
