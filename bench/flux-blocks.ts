@@ -11,7 +11,7 @@
  */
 import {
   FluxTransformerBlock, FluxSingleTransformerBlock, Linear, Module, ModuleList, NativeLinear, ErrorCorrectedLinear, Tensor,
-  quantizeModel, enableNativeInference, imageIds, textIds, rotaryTable, type SchemeName, type RotaryTable,
+  quantizeModel, enableNativeInference, imageIds, textIds, rotaryTable, scaledDotProductAttention, type SchemeName, type RotaryTable,
 } from '../lib/index.js';
 
 interface Options { image: number; text: number; hidden: number; reps: number; schemes: SchemeName[]; threads: number }
@@ -157,6 +157,38 @@ async function main(): Promise<void> {
     }
     console.log('');
   }
+  await attentionAlone(o);
+}
+
+/**
+ * The joint attention of one block alone (4608 tokens, 24 heads × 128) against one fp32 Linear
+ * (hidden → hidden) over the same tokens, both in GFLOP/s in the same run: how far the fused
+ * attention is from the fp32 GEMM, whatever the machine's load.
+ */
+async function attentionAlone(o: Options): Promise<void> {
+  const tokens = o.image + o.text, heads = o.hidden / 128;
+  const [q, k, v] = [randn([1, tokens, o.hidden]), randn([1, tokens, o.hidden]), randn([1, tokens, o.hidden])];
+  const linear = new Linear(o.hidden, o.hidden);
+  const timeIt = async (fn: () => Promise<Tensor>): Promise<number> => {
+    (await fn()).dispose();  // warm-up (packs the Linear's weights)
+    const ms: number[] = [];
+    for (let r = 0; r < o.reps; r++) {
+      const t0 = performance.now();
+      const y = await fn();
+      ms.push(performance.now() - t0);
+      y.dispose();
+    }
+    return median(ms);
+  };
+  const attMs = await timeIt(() => scaledDotProductAttention(q, k, v, heads, { threads: o.threads }));
+  const linMs = await timeIt(async () => (await linear.call(q)) as Tensor);
+  const attFlop = 4 * tokens * tokens * o.hidden, linFlop = 2 * tokens * o.hidden * o.hidden;
+  console.log(`## attention alone (${tokens} tokens, ${heads} heads × 128) vs one fp32 Linear ${o.hidden}→${o.hidden}, median of ${o.reps}\n`);
+  console.log('| op | ms | GFLOP/s |');
+  console.log('| --- | ---: | ---: |');
+  console.log(`| attention (fused, fp32) | ${attMs.toFixed(0)} | ${(attFlop / attMs / 1e6).toFixed(1)} |`);
+  console.log(`| Linear (fp32 GEMM) | ${linMs.toFixed(0)} | ${(linFlop / linMs / 1e6).toFixed(1)} |`);
+  console.log('');
 }
 
 await main();
