@@ -6,18 +6,19 @@
  * for that share is under 15% with w4a4. Medians over --reps runs after one warm-up; never asserts.
  *
  * Run: npm run bench -- --suite flux-blocks [--tokens 4096,512] [--hidden 3072] [--reps 3]
- *      [--schemes w4a4,mxfp4,nvfp4] [--quick] [--threads N]
+ *      [--schemes w4a4,mxfp4,nvfp4] [--quick] [--threads N] [--attention-only]
  * --quick: 1024 image + 256 text tokens, 2 reps (the weights keep the full size).
+ * --attention-only: only the last table (the joint attention alone against one fp32 Linear).
  */
 import {
   FluxTransformerBlock, FluxSingleTransformerBlock, Linear, Module, ModuleList, NativeLinear, ErrorCorrectedLinear, Tensor,
   quantizeModel, enableNativeInference, imageIds, textIds, rotaryTable, scaledDotProductAttention, type SchemeName, type RotaryTable,
 } from '../lib/index.js';
 
-interface Options { image: number; text: number; hidden: number; reps: number; schemes: SchemeName[]; threads: number }
+interface Options { image: number; text: number; hidden: number; reps: number; schemes: SchemeName[]; threads: number; attentionOnly: boolean }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { image: 4096, text: 512, hidden: 3072, reps: 3, schemes: ['w4a4', 'mxfp4', 'nvfp4'], threads: 0 };
+  const o: Options = { image: 4096, text: 512, hidden: 3072, reps: 3, schemes: ['w4a4', 'mxfp4', 'nvfp4'], threads: 0, attentionOnly: false };
   let quick = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = argv[i + 1];
@@ -35,7 +36,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--threads') { o.threads = int(v); i++; }
     else if (a === '--schemes') { o.schemes = (v ?? '').split(',') as SchemeName[]; i++; }
     else if (a === '--quick') quick = true;
-    else throw new Error(`unknown option ${a}: expected --tokens IMG,TXT, --hidden N, --reps N, --schemes LIST, --threads N, --quick`);
+    else if (a === '--attention-only') o.attentionOnly = true;
+    else throw new Error(`unknown option ${a}: expected --tokens IMG,TXT, --hidden N, --reps N, --schemes LIST, --threads N, --quick, --attention-only`);
   }
   if (quick) {
     o.image = Math.min(o.image, 1024);
@@ -143,7 +145,7 @@ async function main(): Promise<void> {
   console.log('(quantized: rank 32, the flux preset keeps the adaLN linears in fp32; calibrated on 256 + 64 tokens)\n');
   const x = inputs(o.image, o.text, o.hidden);
   const calibration = inputs(256, 64, o.hidden);
-  for (const c of cases) {
+  for (const c of o.attentionOnly ? [] : cases) {
     console.log(`## ${c.name}\n`);
     console.log('| weights | forward ms | vs fp32 | linear ms | outside linear ms | share outside linear |');
     console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
@@ -163,31 +165,36 @@ async function main(): Promise<void> {
 /**
  * The joint attention of one block alone (4608 tokens, 24 heads × 128) against one fp32 Linear
  * (hidden → hidden) over the same tokens, both in GFLOP/s in the same run: how far the fused
- * attention is from the fp32 GEMM, whatever the machine's load.
+ * attention is from the fp32 GEMM. Also per CPU-second (the process's user + system time over all
+ * its threads), which a loaded machine disturbs much less than the wall time.
  */
 async function attentionAlone(o: Options): Promise<void> {
   const tokens = o.image + o.text, heads = o.hidden / 128;
   const [q, k, v] = [randn([1, tokens, o.hidden]), randn([1, tokens, o.hidden]), randn([1, tokens, o.hidden])];
   const linear = new Linear(o.hidden, o.hidden);
-  const timeIt = async (fn: () => Promise<Tensor>): Promise<number> => {
+  const timeIt = async (fn: () => Promise<Tensor>): Promise<{ ms: number; cpuMs: number }> => {
     (await fn()).dispose();  // warm-up (packs the Linear's weights)
-    const ms: number[] = [];
+    const ms: number[] = [], cpu: number[] = [];
     for (let r = 0; r < o.reps; r++) {
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       const y = await fn();
       ms.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
       y.dispose();
     }
-    return median(ms);
+    return { ms: median(ms), cpuMs: median(cpu) };
   };
-  const attMs = await timeIt(() => scaledDotProductAttention(q, k, v, heads, { threads: o.threads }));
-  const linMs = await timeIt(async () => (await linear.call(q)) as Tensor);
+  const att = await timeIt(() => scaledDotProductAttention(q, k, v, heads, { threads: o.threads }));
+  const lin = await timeIt(async () => (await linear.call(q)) as Tensor);
   const attFlop = 4 * tokens * tokens * o.hidden, linFlop = 2 * tokens * o.hidden * o.hidden;
   console.log(`## attention alone (${tokens} tokens, ${heads} heads × 128) vs one fp32 Linear ${o.hidden}→${o.hidden}, median of ${o.reps}\n`);
-  console.log('| op | ms | GFLOP/s |');
-  console.log('| --- | ---: | ---: |');
-  console.log(`| attention (fused, fp32) | ${attMs.toFixed(0)} | ${(attFlop / attMs / 1e6).toFixed(1)} |`);
-  console.log(`| Linear (fp32 GEMM) | ${linMs.toFixed(0)} | ${(linFlop / linMs / 1e6).toFixed(1)} |`);
+  console.log('| op | ms | GFLOP/s | CPU ms | GFLOP per CPU-s |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  for (const [name, r, flop] of [['attention (fused, fp32)', att, attFlop], ['Linear (fp32 GEMM)', lin, linFlop]] as const) {
+    console.log(`| ${name} | ${r.ms.toFixed(0)} | ${(flop / r.ms / 1e6).toFixed(1)} | ${r.cpuMs.toFixed(0)} | ${(flop / r.cpuMs / 1e6).toFixed(1)} |`);
+  }
   console.log('');
 }
 
