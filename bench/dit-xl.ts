@@ -8,7 +8,8 @@
  * native inference. Batch 2 by default: one image under classifier-free guidance. For each
  * configuration it prints the median forward time over --reps runs, the speed-up against fp32
  * measured in the same run, and the share of time spent outside the Linear layers (every Linear's
- * forward is timed by wrapping it; the rest is the graph's ops and glue). A row whose runs disagree
+ * forward is timed by wrapping it; the rest is the graph's ops and glue), in wall time and in the
+ * process's CPU time (all threads), which a loaded machine disturbs far less. A row whose runs disagree
  * is flagged 'spread' (lib/bench/reliability.ts), as is its speed-up. Benchmarks never assert.
  */
 import os from 'node:os';
@@ -66,38 +67,55 @@ function inputs(): Record<string, Tensor> {
   };
 }
 
-/** Wraps every Linear's forward (fp32 or native) to measure the time spent inside the linear layers. */
-function timeLinears(model: Module): { ms: () => number; reset: () => void } {
+/**
+ * Wraps every Linear's forward (fp32 or native) to measure the time spent inside the linear layers:
+ * wall time and the process's CPU time (all threads) in those intervals.
+ */
+function timeLinears(model: Module): { ms: () => number; cpuMs: () => number; reset: () => void } {
   // Attention runs to_q/to_k/to_v concurrently: count the union of the intervals, not their sum.
-  let total = 0, active = 0, since = 0;
+  let total = 0, cpuTotal = 0, active = 0, since = 0;
+  let cpuSince = process.cpuUsage();
   for (const [, m] of model.namedModules()) {
     if (!(m instanceof Linear) && !(m instanceof NativeLinear)) continue;
     const forward = m.forward.bind(m) as (...a: unknown[]) => Promise<unknown>;
     (m as { forward: unknown }).forward = async (...a: unknown[]) => {
-      if (active++ === 0) since = performance.now();
-      try { return await forward(...a); } finally { if (--active === 0) total += performance.now() - since; }
+      if (active++ === 0) {
+        since = performance.now();
+        cpuSince = process.cpuUsage();
+      }
+      try { return await forward(...a); } finally {
+        if (--active === 0) {
+          total += performance.now() - since;
+          const c = process.cpuUsage(cpuSince);
+          cpuTotal += (c.user + c.system) / 1000;
+        }
+      }
     };
   }
-  return { ms: () => total, reset: () => { total = 0; } };
+  return { ms: () => total, cpuMs: () => cpuTotal, reset: () => { total = 0; cpuTotal = 0; } };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function measure(label: string, model: Module, x: Record<string, Tensor>): Promise<{ ms: number; linearShare: number; flags: Flag[] }> {
+async function measure(label: string, model: Module, x: Record<string, Tensor>): Promise<{ ms: number; linearShare: number; cpuOutside: number; flags: Flag[] }> {
   const timer = timeLinears(model);
   await model.call(x as never); // warm-up: packs, pools, page faults
   const times: number[] = [];
-  const shares: number[] = [];
+  const shares: number[] = [], cpuOutside: number[] = [];
   for (let r = 0; r < reps; r++) {
     timer.reset();
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const out = (await model.call(x as never)) as { sample: Tensor };
     const ms = performance.now() - t0;
+    const c = process.cpuUsage(c0);
     out.sample.dispose();
     times.push(ms);
     shares.push(timer.ms() / ms);
+    const cpuMs = (c.user + c.system) / 1000;
+    cpuOutside.push((cpuMs - timer.cpuMs()) / cpuMs);
   }
-  const result = { ms: median(times), linearShare: median(shares), flags: new Flags().spread(times).list() };
+  const result = { ms: median(times), linearShare: median(shares), cpuOutside: median(cpuOutside), flags: new Flags().spread(times).list() };
   process.stderr.write(`  ${label}: ${times.map((t) => t.toFixed(0)).join(' ')} ms\n`);
   return result;
 }
@@ -107,10 +125,10 @@ async function main(): Promise<void> {
   console.log(`# DiT-XL/2-256 forward (${layers} blocks, hidden 1152, 16 heads, ${batch}×256 tokens), ${threads} threads, median of ${reps}`);
   console.log(`machine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} logical CPUs, load ${load.map((l) => l.toFixed(2)).join(' ')} at start\n`);
   const x = inputs();
-  const rows: [string, number, number, Flag[]][] = [];
+  const rows: [string, number, number, number, Flag[]][] = [];
   const fp32 = randomModel();
   const base = await measure('fp32', fp32, x);
-  rows.push(['fp32 (native fp32 GEMM)', base.ms, base.linearShare, base.flags]);
+  rows.push(['fp32 (native fp32 GEMM)', base.ms, base.linearShare, base.cpuOutside, base.flags]);
   // One calibration batch: the benchmark measures speed, not quality; rank 32 as the paper.
   const calibration = [inputs()];
   for (const scheme of schemes) {
@@ -120,15 +138,15 @@ async function main(): Promise<void> {
     process.stderr.write(`  quantized ${scheme} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     await enableNativeInference(model, { backend: 'cpu', threads });
     const r = await measure(scheme, model, x);
-    rows.push([`${scheme} native`, r.ms, r.linearShare, r.flags]);
+    rows.push([`${scheme} native`, r.ms, r.linearShare, r.cpuOutside, r.flags]);
   }
-  console.log('| model | forward ms | speed-up vs fp32 | time in Linear layers | outside Linear (ops + glue) |');
-  console.log('|---|---:|---:|---:|---:|');
-  for (const [name, ms, share, flags] of rows) {
+  console.log('| model | forward ms | speed-up vs fp32 | time in Linear layers | outside Linear (ops + glue) | CPU time outside Linear |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const [name, ms, share, cpuOutside, flags] of rows) {
     const both = [...new Set([...flags, ...base.flags])];
-    console.log(`| ${name} | ${marked(ms.toFixed(1), flags)} | ${marked(`${(base.ms / ms).toFixed(2)}×`, both)} | ${(share * 100).toFixed(1)}% | ${((1 - share) * 100).toFixed(1)}% |`);
+    console.log(`| ${name} | ${marked(ms.toFixed(1), flags)} | ${marked(`${(base.ms / ms).toFixed(2)}×`, both)} | ${(share * 100).toFixed(1)}% | ${((1 - share) * 100).toFixed(1)}% | ${(cpuOutside * 100).toFixed(1)}% |`);
   }
-  for (const [flag, text] of flagLegend(rows.map((r) => ({ flags: r[3] })))) console.log(`\n! ${flag}: ${text} (not a result)`);
+  for (const [flag, text] of flagLegend(rows.map((r) => ({ flags: r[4] })))) console.log(`\n! ${flag}: ${text} (not a result)`);
   console.log(`\nload at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 

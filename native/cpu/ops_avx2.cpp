@@ -99,7 +99,7 @@ struct V {
 }  // namespace
 
 const OpsKernels kOpsKernels = {Isa::Avx2, exp_n,        erf_n,          gelu_erf_n,  gelu_tanh_n,
-                                silu_n,    add_n,        softmax_rows,   layernorm_rows, rmsnorm_rows};
+                                silu_n,    add_n,        softmax_rows,   layernorm_rows, rmsnorm_rows, softmax_tile};
 
 }  // namespace avx2
 }  // namespace svdq

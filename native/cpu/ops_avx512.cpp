@@ -55,15 +55,9 @@ struct V {
                                                _mm512_and_si512(s, _mm512_castps_si512(sgn))));
   }
   static T round(T a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static T scale2n(T p, T n) {
-    const __m512i ni = _mm512_cvtps_epi32(n);
-    const __m512i n1 = _mm512_srai_epi32(ni, 1);
-    const __m512i n2 = _mm512_sub_epi32(ni, n1);
-    const __m512i b = _mm512_set1_epi32(127);
-    const T s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, b), 23));
-    const T s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, b), 23));
-    return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
-  }
+  // p·2^n in one instruction, rounded once (subnormal results included), as the two exact
+  // power-of-two factors of the other levels give.
+  static T scale2n(T p, T n) { return _mm512_scalef_ps(p, n); }
   static void sqr_split(T x, T& hi, T& lo) {
     hi = _mm512_mul_ps(x, x);
     lo = _mm512_fmsub_ps(x, x, hi);
@@ -105,7 +99,7 @@ struct V {
 }  // namespace
 
 const OpsKernels kOpsKernels = {Isa::Avx512, exp_n,        erf_n,          gelu_erf_n,  gelu_tanh_n,
-                                silu_n,      add_n,        softmax_rows,   layernorm_rows, rmsnorm_rows};
+                                silu_n,      add_n,        softmax_rows,   layernorm_rows, rmsnorm_rows, softmax_tile};
 
 }  // namespace avx512
 }  // namespace svdq

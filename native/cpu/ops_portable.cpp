@@ -149,6 +149,39 @@ void add_n(const float* a, const float* b, int64_t n, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
+void softmax_tile(float* s, int64_t rows, int64_t cols, int64_t lds, const float* bias, float* m, double* l,
+                  float* alpha) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    if (bias != nullptr)
+      for (int64_t j = 0; j < cols; ++j) sr[j] += bias[j];
+    float mx = ninf;
+    bool nan = false;
+    for (int64_t j = 0; j < cols; ++j) {
+      mx = sr[j] > mx ? sr[j] : mx;
+      nan |= sr[j] != sr[j];
+    }
+    const float old = m[r];
+    const float mnew = nan ? std::numeric_limits<float>::quiet_NaN() : (mx > old ? mx : old);
+    if (mnew == ninf) {  // every key so far at -Inf: nothing to weigh yet
+      for (int64_t j = 0; j < cols; ++j) sr[j] = 0.0f;
+      alpha[r] = 1.0f;
+      continue;
+    }
+    for (int64_t j = 0; j < cols; ++j) sr[j] = exp1(sr[j] - mnew);  // vectorized
+    double s4[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t j = 0;
+    for (; j + 4 <= cols; j += 4)
+      for (int q = 0; q < 4; ++q) s4[q] += sr[j + q];
+    for (; j < cols; ++j) s4[0] += sr[j];
+    const float a = exp1(old - mnew);  // old = -Inf: 0
+    alpha[r] = a;
+    l[r] = l[r] * static_cast<double>(a) + ((s4[0] + s4[1]) + (s4[2] + s4[3]));
+    m[r] = mnew;
+  }
+}
+
 void softmax_rows(const float* x, int64_t rows, int64_t cols, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
@@ -219,7 +252,7 @@ void rmsnorm_rows(const float* x, int64_t rows, int64_t dim, const float* gamma,
 }  // namespace
 
 const OpsKernels kOpsKernels = {Isa::Portable, exp_n,        erf_n,          gelu_erf_n,  gelu_tanh_n,
-                                silu_n,        add_n,        softmax_rows,   layernorm_rows, rmsnorm_rows};
+                                silu_n,        add_n,        softmax_rows,   layernorm_rows, rmsnorm_rows, softmax_tile};
 
 }  // namespace portable
 }  // namespace svdq

@@ -441,3 +441,101 @@ TEST(ops_every_level_matches_reference_with_tails_and_thread_counts_agree) {
     std::printf("# %s: norms, softmax, add, activations and attention checked\n", svdq::isa_name(isa));
   }
 }
+
+namespace {
+
+// The general attention reference in double: q and out [B, Tq, H·hd], k and v [B, Tk, H·hd],
+// key_bias [B, Tk] or empty; a row whose scores are all -Inf gives NaN (0/0), as the op.
+std::vector<double> attention_ref_general(const std::vector<float>& q, const std::vector<float>& k,
+                                          const std::vector<float>& v, const std::vector<float>& bias,
+                                          int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t hd,
+                                          double scale) {
+  const int64_t d = heads * hd;
+  std::vector<double> ref(q.size());
+  std::vector<double> s(static_cast<size_t>(tk));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < tq; ++i) {
+        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+        for (int64_t j = 0; j < tk; ++j) {
+          double acc = 0;
+          for (int64_t c = 0; c < hd; ++c) acc += double(q[(b * tq + i) * d + h * hd + c]) * k[(b * tk + j) * d + h * hd + c];
+          s[j] = acc * scale + (bias.empty() ? 0.0 : double(bias[b * tk + j]));
+          mx = std::max(mx, s[j]);
+        }
+        for (auto& e : s) sum += (e = std::exp(e - mx));
+        for (int64_t c = 0; c < hd; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j < tk; ++j) acc += s[j] / sum * v[(b * tk + j) * d + h * hd + c];
+          ref[(b * tq + i) * d + h * hd + c] = acc;
+        }
+      }
+  return ref;
+}
+
+// |got - want| <= tol·(1 + max|v|) wherever want is finite; NaN exactly where want is NaN.
+bool attention_close(const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool ok = std::isnan(want[i]) ? std::isnan(got[i]) : std::fabs(got[i] - want[i]) <= tol * 2.0;
+    if (!ok) {
+      std::printf("    index %zu: got %.9g, want %.9g\n", i, got[i], want[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// The key-tiled online softmax: several key tiles (Tk > 264 on every level) with running maxima
+// that grow from tile to tile (keys scaled up along the sequence) and sharp softmaxes (scores of
+// tens), cross-attention (Tq != Tk), a key padding bias with -10000 and -Inf entries (a whole
+// first key tile at -Inf, later tiles at -Inf), a batch whose keys are all -Inf (NaN rows, as the
+// plain softmax) and a NaN query (NaN in its row and head only). Outputs within
+// 1e-5·(1 + max|v|) of the double reference (max|v| = 1), bit-identical for 1 and 3 threads.
+TEST(ops_attention_online_softmax_cross_attention_masks_and_specials) {
+  svdq::ThreadPool p1(1), p3(3);
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case { int64_t batch, tq, tk, heads, hd; float qscale; };
+  for (Isa isa : ops_isas()) {
+    for (const Case c : {Case{2, 70, 777, 2, 40, 2.0f}, Case{2, 33, 600, 3, 72, 8.0f}, Case{1, 200, 5, 1, 16, 1.0f}}) {
+      const int64_t d = c.heads * c.hd;
+      auto q = random_vec(static_cast<size_t>(c.batch * c.tq * d), 31, c.qscale);
+      auto k = random_vec(static_cast<size_t>(c.batch * c.tk * d), 32, 2.0f);
+      const auto v = random_vec(static_cast<size_t>(c.batch * c.tk * d), 33, 1.0f);
+      for (int64_t b = 0; b < c.batch; ++b)  // later keys larger: the running max moves up tile by tile
+        for (int64_t j = 0; j < c.tk; ++j)
+          for (int64_t x = 0; x < d; ++x) k[(b * c.tk + j) * d + x] *= 0.25f + 1.5f * float(j) / float(c.tk);
+      const double scale = 1 / std::sqrt(double(c.hd));
+      for (int masked = 0; masked < 3; ++masked) {
+        // 0: no bias; 1: -10000 and -Inf spots, first and last keys of batch 1 at -Inf;
+        // 2: batch 0 as in 1, batch 1 entirely -Inf (NaN rows), and a NaN query in batch 0.
+        std::vector<float> bias;
+        if (masked > 0) {
+          bias.assign(static_cast<size_t>(c.batch * c.tk), 0.0f);
+          for (int64_t j = 0; j < c.tk; ++j) {
+            bias[j] = j % 7 == 3 ? -10000.0f : (j % 11 == 5 ? -inf : 0.0f);
+            if (c.batch > 1) bias[c.tk + j] = masked == 2 || j < std::min<int64_t>(300, c.tk - 1) || j >= c.tk - 40 ? -inf : 0.0f;
+          }
+        }
+        auto qm = q;
+        if (masked == 2) qm[3 * d + (c.heads - 1) * c.hd + 1] = std::numeric_limits<float>::quiet_NaN();
+        const auto ref = attention_ref_general(qm, k, v, bias, c.batch, c.tq, c.tk, c.heads, c.hd, scale);
+        std::vector<float> o1(qm.size()), o3(qm.size());
+        const float* kb = bias.empty() ? nullptr : bias.data();
+        svdq::attention_f32(qm.data(), k.data(), v.data(), c.batch, c.tq, c.tk, c.heads, c.hd, float(scale), kb,
+                            o1.data(), p1, isa);
+        svdq::attention_f32(qm.data(), k.data(), v.data(), c.batch, c.tq, c.tk, c.heads, c.hd, float(scale), kb,
+                            o3.data(), p3, isa);
+        CHECK(attention_close(o1, ref, 1e-5));
+        CHECK(std::memcmp(o1.data(), o3.data(), o1.size() * 4) == 0 ||
+              std::equal(o1.begin(), o1.end(), o3.begin(), [](float a, float b) { return a == b || (a != a && b != b); }));
+        if (masked == 2) {  // the NaN query poisons its own row and head only
+          CHECK(std::isnan(o1[3 * d + (c.heads - 1) * c.hd]) && !std::isnan(o1[4 * d]));
+          if (c.heads > 1) CHECK(!std::isnan(o1[3 * d]));
+        }
+      }
+    }
+    std::printf("# %s: key-tiled attention with masks and specials checked\n", svdq::isa_name(isa));
+  }
+}

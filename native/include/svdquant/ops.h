@@ -3,7 +3,7 @@
 // thread pool. The per-row / per-element loops are one kernel table per instruction-set level
 // (OpsKernels below: ops_portable.cpp, ops_avx2.cpp, ops_avx512.cpp), chosen at run time like the
 // GEMM's; the driver (threading, argument checks, attention) is native/cpu/ops.cpp. Attention uses
-// the GEMM micro-kernels of gemm_f32.h directly, fused with the softmax per block of queries.
+// the GEMM micro-kernels of gemm_f32.h directly, fused with an online softmax (key tiles).
 //
 // Conventions: every function takes the pool it runs on and must not be called from inside one of
 // that pool's tasks (parallel_for does not nest). Outputs may alias inputs element for element
@@ -56,6 +56,14 @@ struct OpsKernels {
                          const float* beta, float eps, float* y);
   void (*rmsnorm_rows)(const float* x, int64_t rows, int64_t dim, const float* gamma, float eps,
                        float* y);
+  // One key tile of the online softmax (attention): for each of `rows` score rows s[r·lds + j],
+  // j < cols, adds bias[j] (nullable) in place, then with the row's running max m[r] and sum l[r]
+  // (m = -Inf, l = 0 before the first tile): m' = max(m, max_j s), s = exp(s - m') in place,
+  // alpha[r] = exp(m - m') (the factor for what was accumulated so far), l = l·alpha + Σ_j s (in
+  // double), m = m'. A row still at m' = -Inf gets s = 0 and alpha = 1; a NaN score makes m NaN
+  // (so the row ends NaN, as softmax_rows).
+  void (*softmax_tile)(float* s, int64_t rows, int64_t cols, int64_t lds, const float* bias, float* m,
+                       double* l, float* alpha);
 };
 
 namespace portable { extern const OpsKernels kOpsKernels; }
@@ -93,11 +101,16 @@ void add_f32(const float* a, const float* b, int64_t n, float* y, ThreadPool& po
 // Scaled dot-product attention. q, k, v and out are [batch, tokens, heads·head_dim] row-major
 // (the outputs of the q/k/v projections, head h in columns [h·head_dim, (h+1)·head_dim)). For each
 // batch and head: out_h = softmax(q_h · k_hᵀ · scale) · v_h, softmax over the keys. `out` must not
-// overlap q, k or v. K and V are repacked once per call into the GEMM's panel layout; then each
-// task takes one (batch, head, block of queries) with the block sized so that its scores stay in
-// L2 (~256 KiB; at least one GEMM sliver of rows): S = scale·Q_blk·K_hᵀ, softmax of S's rows in
-// place, O_blk = S·V_h, all on one thread. Every output is summed in a fixed order: bit-identical
-// results for any thread count.
+// overlap q, k or v. Key-tiled (flash-attention style): a task takes one (batch, head, run of
+// query tiles of ~192 rows), packs the head's K and V once into the GEMM's panel layout, and for
+// each query tile walks the keys in tiles of 256: S = scale·Q_tile·K_tileᵀ (GEMM micro-kernel),
+// the online softmax step (running max and sum per row, P = exp(S - max), the output so far
+// rescaled by exp(old max - new max)), O += P·V_tile (micro-kernel, accumulated in `out`), and
+// O / Σ at the end. K and V are read once per query tile instead of once per few rows, and no
+// score row of all keys is ever stored. Numerically this is the plain softmax up to rounding
+// (native/tests/test_ops.cpp: within 1e-5·(1 + max|v|) of a double reference, several key tiles,
+// masks, -Inf and NaN). Every output is summed in a fixed order: bit-identical results for any
+// thread count.
 void attention_f32(const float* q, const float* k, const float* v, int64_t batch, int64_t tokens,
                    int64_t heads, int64_t head_dim, float scale, float* out, ThreadPool& pool);
 
