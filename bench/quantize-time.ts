@@ -39,9 +39,10 @@ const bias = Tensor.fromStorage(syn.bias!, [n], 'f32');
 const kinds: [string, number, () => Promise<unknown>][] = [
   ['randomized SVD alone (top 32 of 12288×3072)', NaN, () => svdTopR(syn.weight, n, k, rank, { threads })],
   ...([
-    ['fixed α, RTN', 3, {}],
-    ['10-candidate α search, RTN', 20, { searchAlpha: true }],
-    ['fixed α, GPTQ (guarded)', 20, { gptq: true }],
+    ['fixed α, RTN', 3, { searchAlpha: false, gptq: false }],
+    ['10-candidate α search, RTN', 20, { searchAlpha: true, gptq: false }],
+    ['fixed α, GPTQ (guarded)', 20, { searchAlpha: false, gptq: true }],
+    ['α search + GPTQ (the default)', NaN, {}],
   ] as [string, number, SVDQuantConfigInput][]).map(([name, target, extra]): [string, number, () => Promise<unknown>] =>
     [name, target, () => quantizeLinear(w, bias, stats, { rank, threads, ...extra }, 'bench.ff')]),
 ];

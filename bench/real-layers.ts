@@ -57,10 +57,10 @@ async function layerErrors(c: CapturedLayer, scheme: SchemeName): Promise<Record
     naive: await score((await buildLayer(c.weight, n, k, c.bias, { ...base, rank: 0 })).layer),
     smoothquant: await score((await buildLayer(c.weight, n, k, c.bias, { ...base, rank: 0, lambda: lam })).layer),
     'svd-only': await score((await buildLayer(c.weight, n, k, c.bias, { ...base, rank: 32 })).layer),
-    svdquant: await quantized({}),
-    'svdquant α search': await quantized({ searchAlpha: true }),
-    'svdquant grid α×β': await quantized(GRID),
-    'svdquant+gptq': await quantized({ gptq: true }),
+    svdquant: await quantized({ searchAlpha: false, gptq: false }),
+    'svdquant α search': await quantized({ searchAlpha: true, gptq: false }),
+    'svdquant grid α×β': await quantized({ ...GRID, gptq: false }),
+    'svdquant+gptq': await quantized({ searchAlpha: false, gptq: true }),
   };
 }
 

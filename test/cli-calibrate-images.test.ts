@@ -24,7 +24,8 @@ t.test('calibrate (default: the built-in model): layer error and image scores pe
   t.ok(w8a8.image.psnrDb! > w4a4.image.psnrDb!, '8-bit images are closer to fp32 than 4-bit ones');
   t.ok(w8a8.meanError < w4a4.meanError, 'and so are its layer outputs');
   t.equal(results.bestByImages.scheme, 'w8a8');
-  t.match(results.bestCommand, /^svdquant generate --scheme w8a8 --rank 8 --save OUT\.safetensors -o OUT\.png$/);
+  // RTN and fixed α need their flags since α search + GPTQ are the defaults (issue 20).
+  t.match(results.bestCommand, /^svdquant generate --scheme w8a8 --rank 8 --rtn --no-search-alpha --save OUT\.safetensors -o OUT\.png$/);
   t.match(r.stdout, /^#\s+SCHEME\s+RESIDUAL\s+SAMPLES\s+ALPHA SEARCH\s+MEAN ERR\s+MAX ERR\s+IN-SAMPLE\s+PSNR\s+SSIM\s+TIME$/m);
   t.match(r.stdout, /^best by images: w8a8 rtn samples=all alpha-search=off \(PSNR [\d.]+ dB, SSIM [\d.]+, #1 by layer error\)$/m);
 });

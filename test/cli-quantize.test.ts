@@ -31,7 +31,9 @@ t.test('quantize writes a checkpoint that inspect lists and loadCheckpoint resto
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /^LAYER\s+SHAPE \(NxK\)\s+ALPHA\s+RANK\s+RESIDUAL\s+ERR RTN\s+ERR SVDQUANT\s+IN-SAMPLE\s+TOKENS\s+TIME$/m);
   t.match(r.stdout, /on held-out calibration tokens \(never used for the statistics\)/);
-  t.match(r.stdout, /^0\.attn\.to_q\s+64x64\s+0\.5\s+8\s+rtn\s/m);
+  // The defaults (issue 20): α searched, GPTQ residual guarded by the held-out tokens (RTN where GPTQ is worse).
+  t.match(r.stdout, /^scheme mxfp4, rank 8, smoothing alpha searched, residual GPTQ$/m);
+  t.match(r.stdout, /^0\.attn\.to_q\s+64x64\s+(0\.\d|1)\s+8\s+(gptq|rtn \(gptq worse\))\s/m);
   t.match(r.stdout, /10 layers quantized, 2 skipped, \d+ other tensors carried over/);
   t.match(r.stdout, /skipped 1\.mlp\.fc1:\s+excluded by pattern '1\.mlp\.\*'/);
   t.match(r.stderr, /^quantize: \[10\/10\] 1\.attn\.to_out done/m, 'plain progress lines when stderr is not a terminal');
@@ -54,6 +56,23 @@ t.test('quantize writes a checkpoint that inspect lists and loadCheckpoint resto
   const x = tinyDitInputs(32, MODEL.dim, 5);
   const err = relativeError((await net.call(x)).data, (await fp32.call(x)).data);
   t.ok(err > 0 && err < 0.5, `quantized model output error ${err}`);
+});
+
+t.test('quantize --rtn --no-search-alpha, --alpha: round-to-nearest at a fixed alpha', async (t) => {
+  const dir = t.testdir();
+  const { model, calib } = await exported(dir);
+  const parse = (stdout: string) => JSON.parse(stdout) as { layers: Array<{ residual: string; alpha: number; gptq: unknown; candidates: unknown[] }>; config: { searchAlpha: boolean; gptq: unknown } };
+  const r = await svdquant(['quantize', model, '--calib', calib, '-o', join(dir, 'a.safetensors'), '--rtn', '--no-search-alpha', '--json', '-q']);
+  t.equal(r.code, 0, r.stderr);
+  const a = parse(r.stdout);
+  t.equal(a.config.searchAlpha, false);
+  t.equal(a.config.gptq, false);
+  t.ok(a.layers.every((l) => l.residual === 'rtn' && l.alpha === 0.5 && l.gptq === null), 'every layer RTN at alpha 0.5');
+  const f = await svdquant(['quantize', model, '--calib', calib, '-o', join(dir, 'b.safetensors'), '--alpha', '0.3', '--json', '-q']);
+  t.equal(f.code, 0, f.stderr);
+  const b = parse(f.stdout);
+  t.equal(b.config.searchAlpha, false, 'a given --alpha is used as given');
+  t.ok(b.layers.every((l) => l.alpha === 0.3), 'every layer at alpha 0.3');
 });
 
 t.test('quantize --json and --gptq, --search-alpha', async (t) => {
@@ -111,7 +130,9 @@ t.test('quantize refuses to overwrite without --force, and bad input leaves no f
   assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib]), 2, /-o OUT\.safetensors is required/);
   assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out2, '--scheme', 'w3a3']), 2, /--scheme: unknown value 'w3a3'/);
   assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out2, '--alpha', '1.5']), 2, /--alpha expects a number in \[0, 1\]/);
-  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out2, '--act-order']), 2, /need --gptq/);
+  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out2, '--rtn', '--act-order']), 2, /--rtn excludes --gptq/);
+  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out2, '--search-alpha', '--no-search-alpha']), 2, /exclude each other/);
+  assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', out2, '--no-search-alpha', '--search-beta']), 2, /--search-beta needs the alpha search/);
   assertOneLineError(t, await svdquant(['quantize', model, '--calib', calib, '-o', model]), 2, /must name a new file/);
   assertOneLineError(t, await svdquant(['quantize', join(dir, 'missing.safetensors'), '--calib', calib, '-o', out2]), 1, /missing\.safetensors/);
 });

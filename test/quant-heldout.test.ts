@@ -28,7 +28,7 @@ async function setup(tokens: number, seed: number, edit?: (x: Float32Array) => v
 
 t.test('the α search is scored on held-out tokens; the report gives in-sample and held-out errors', async (t) => {
   const s = await setup(1024, 3);
-  const r = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, searchAlpha: true, alphaCandidates: [0.2, 0.4, 0.6, 0.8] }, 'l');
+  const r = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, searchAlpha: true, gptq: false, alphaCandidates: [0.2, 0.4, 0.6, 0.8] }, 'l');
   t.ok(r.report.heldOut);
   t.same(r.report.calibrationTokens, { fit: s.stats.fitTokenCount, score: s.stats.scoreTokenCount });
   t.equal(r.report.evalTokens, s.stats.scoreSampleCount);
@@ -51,7 +51,7 @@ t.test('the α search is scored on held-out tokens; the report gives in-sample a
 t.test('GPTQ with fewer fit tokens than inputs: damping chosen on held-out tokens, never worse than RTN', async (t) => {
   const s = await setup(128, 5);
   t.ok(s.stats.fitTokenCount < k);
-  const g = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, gptq: true }, 'blocks.0.ff');
+  const g = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, searchAlpha: false, gptq: true }, 'blocks.0.ff');
   const rep = g.report.gptq!;
   t.match(rep.risk, new RegExp(`^${s.stats.fitTokenCount} fit tokens for K = ${k} inputs`));
   t.same(rep.candidates.map((c) => c.damp), GPTQ_DAMP_STEPS.map((x) => x * 0.01), 'the damping ladder');
@@ -66,7 +66,7 @@ t.test('GPTQ with fewer fit tokens than inputs: damping chosen on held-out token
   t.equal(g.report.residual, rep.fallback ? 'rtn' : 'gptq');
   t.ok(g.report.errorAfter <= rep.rtnError, 'the guarded layer is never worse than RTN on the held-out tokens');
   // On 2048 tokens nobody has seen, the guarded layer beats both RTN and unguarded GPTQ.
-  const rtn = await quantizeLinear(s.w, s.b, s.stats, { rank: 16 }, 'l');
+  const rtn = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, searchAlpha: false, gptq: false }, 'l');
   const guarded = await s.freshError(g.layer), plain = await s.freshError(rtn.layer);
   const lam = smoothingFactors(s.stats.actAbsMax, weightColumnAbsMax(s.syn.weight, n, k), 0.5);
   const unguarded = (await buildLayer(s.syn.weight, n, k, s.syn.bias, {
@@ -96,7 +96,7 @@ t.test('GPTQ on an ill-conditioned Hessian (duplicated inputs, enough tokens) is
 
 t.test('GPTQ with plenty of tokens: no risk, one damping, kept when it beats RTN; no holdout: a warning', async (t) => {
   const s = await setup(4096, 9);
-  const g = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, gptq: true }, 'l');
+  const g = await quantizeLinear(s.w, s.b, s.stats, { rank: 16, searchAlpha: false, gptq: true }, 'l');
   const rep = g.report.gptq!;
   t.equal(rep.risk, null, `min pivot ratio ${rep.minPivotRatio}`);
   t.equal(rep.candidates.length, 1);
@@ -120,7 +120,7 @@ t.test('quantizeModel: the split follows config.holdout; the report gathers the 
     const syn = syntheticLayer({ outFeatures: 1, inFeatures: 96, tokens: 40, seed });
     return [Tensor.fromStorage(syn.x, [40, 96], 'f32')];
   };
-  const report = await quantizeModel(model, { rank: 4, gptq: true }, [batch(1), batch(2)]);
+  const report = await quantizeModel(model, { rank: 4, searchAlpha: false, gptq: true }, [batch(1), batch(2)]);
   t.equal(report.layers.length, 2);
   for (const l of report.layers) {
     t.ok(l.heldOut);
@@ -131,7 +131,7 @@ t.test('quantizeModel: the split follows config.holdout; the report gathers the 
   t.equal(report.warnings.length, 2);
   t.match(report.warnings[0], /^layer '0': GPTQ at risk of overfitting \(\d+ fit tokens for K = 96 inputs/);
   t.match(report.warnings[1], /^layer '1': GPTQ at risk of overfitting/);
-  const none = await quantizeModel(new Sequential(new Linear(96, 64, { seed: 1 }), new Linear(64, 32, { seed: 2 })), { rank: 4, holdout: 0 }, [batch(1)]);
+  const none = await quantizeModel(new Sequential(new Linear(96, 64, { seed: 1 }), new Linear(64, 32, { seed: 2 })), { rank: 4, holdout: 0, searchAlpha: false, gptq: false }, [batch(1)]);
   for (const l of none.layers) t.equal(l.calibrationTokens.score, 0);
   t.same(none.warnings, [], 'no choice made: nothing to warn about');
 });

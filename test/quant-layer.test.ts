@@ -90,6 +90,7 @@ t.test('GPTQ residual beats RTN on the calibration objective; refinement errors 
   for (let i = 1; i <= ref.best; i++) t.ok(ref.errors[i] < ref.errors[i - 1]);
 });
 
+// The defaults are α search + guarded GPTQ (issue 20); each path is pinned explicitly here.
 t.test('quantizeLinear: fixed α, α search (deployed objective), GPTQ, report, progress', async (t) => {
   const n = 96, k = 128, m = 512;
   const syn = syntheticLayer({ outFeatures: n, inFeatures: k, tokens: m, seed: 21 });
@@ -98,7 +99,7 @@ t.test('quantizeLinear: fixed α, α search (deployed objective), GPTQ, report, 
   const w = Tensor.fromStorage(syn.weight, [n, k], 'f32');
   const bias = Tensor.fromStorage(syn.bias!, [n], 'f32');
   const stages: string[] = [];
-  const fixed = await quantizeLinear(w, bias, stats, { rank: 16, onProgress: (e) => stages.push(e.stage) }, 'blocks.0.ff');
+  const fixed = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: false, gptq: false, onProgress: (e) => stages.push(e.stage) }, 'blocks.0.ff');
   t.ok(fixed.layer instanceof ErrorCorrectedLinear);
   t.equal(fixed.report.name, 'blocks.0.ff');
   t.equal(fixed.report.alpha, 0.5);
@@ -110,20 +111,20 @@ t.test('quantizeLinear: fixed α, α search (deployed objective), GPTQ, report, 
   t.equal(stages[0], 'start');
   t.equal(stages[stages.length - 1], 'done');
 
-  const searched = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: true, alphaCandidates: [0.1, 0.3, 0.5, 0.7, 0.9] }, 'l');
+  const searched = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: true, gptq: false, alphaCandidates: [0.1, 0.3, 0.5, 0.7, 0.9] }, 'l');
   t.equal(searched.report.candidates.length, 5);
   const best = Math.min(...searched.report.candidates.map((c) => c.relError));
   t.equal(searched.report.errorAfter, best, 'the winner is the candidate with the least deployed error');
   t.ok(searched.report.errorAfter <= fixed.report.errorAfter + 1e-12);
-  const withBeta = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: true, searchBeta: true, alphaCandidates: [0.3, 0.6], betaCandidates: [0.2, 0.5] }, 'l');
+  const withBeta = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: true, searchBeta: true, gptq: false, alphaCandidates: [0.3, 0.6], betaCandidates: [0.2, 0.5] }, 'l');
   t.equal(withBeta.report.candidates.length, 4);
 
-  const g = await quantizeLinear(w, bias, stats, { rank: 16, gptq: true }, 'l');
+  const g = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: false, gptq: true }, 'l');
   t.equal(g.report.residual, 'gptq');
   t.ok(g.report.errorAfter < g.report.errorBefore);
-  const refined = await quantizeLinear(w, bias, stats, { rank: 16, refineIterations: 3 }, 'l');
+  const refined = await quantizeLinear(w, bias, stats, { rank: 16, searchAlpha: false, gptq: false, refineIterations: 3 }, 'l');
   t.ok(refined.report.refineErrors.length >= 1);
-  const r0 = await quantizeLinear(w, undefined, stats, { rank: 0, smooth: false, scheme: 'mxfp4' }, 'l');
+  const r0 = await quantizeLinear(w, undefined, stats, { rank: 0, smooth: false, gptq: false, scheme: 'mxfp4' }, 'l');
   t.equal(r0.layer.rank, 0);
   t.equal(r0.layer.smooth, undefined);
   t.equal(r0.report.alpha, null);

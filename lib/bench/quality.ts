@@ -96,9 +96,9 @@ export interface QualityBenchHooks {
 
 const QUALITY_SCHEMES = ['w4a4', 'mxfp4'] as const;
 const TIMING_RUNS: ReadonlyArray<[string, SVDQuantConfigInput, number]> = [
-  ['fixed α, RTN', {}, 3],
-  ['10-candidate α search, RTN', { searchAlpha: true }, 20],
-  ['fixed α, GPTQ residual', { gptq: true }, 20],
+  ['fixed α, RTN', { searchAlpha: false, gptq: false }, 3],
+  ['10-candidate α search, RTN', { searchAlpha: true, gptq: false }, 20],
+  ['fixed α, GPTQ residual', { searchAlpha: false, gptq: true }, 20],
 ];
 
 type LayerSpec = SyntheticLayerOptions & { outFeatures: number; inFeatures: number; tokens: number };

@@ -103,7 +103,7 @@ export async function runImageDemo(o: ImageDemoOptions, hooks: ImageDemoHooks): 
 
   const configs: { config: string; method: DemoMethod; scheme: SchemeName | null; quant?: SVDQuantConfigInput }[] = [{ config: 'fp32', method: 'fp32', scheme: null }];
   for (const scheme of o.schemes) {
-    configs.push({ config: `${scheme} naive`, method: 'naive', scheme, quant: { scheme, rank: 0, smooth: false, threads: o.threads } });
+    configs.push({ config: `${scheme} naive`, method: 'naive', scheme, quant: { scheme, rank: 0, smooth: false, gptq: false, threads: o.threads } });
     configs.push({ config: `${scheme} SVDQuant`, method: 'svdquant', scheme, quant: { scheme, rank: o.rank, threads: o.threads } });
   }
 

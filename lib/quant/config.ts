@@ -72,7 +72,11 @@ export interface SVDQuantConfig {
   smoothAlpha: number;
   /** β; undefined: 1 − α (SmoothQuant's form). */
   smoothBeta: number | undefined;
-  /** Search α per layer on the deployed layer's output error. Default false. */
+  /**
+   * Search α per layer on the deployed layer's output error (held-out tokens). Default true (issue
+   * 20: on the built-in DiT it lifts image PSNR by 1–4 dB); an explicit smoothAlpha or smoothBeta
+   * without searchAlpha turns it off (a given α is used as given).
+   */
   searchAlpha: boolean;
   /** Candidates of the α search. Default 0.1, 0.2, ..., 1.0 (10 values). */
   alphaCandidates: number[];
@@ -101,7 +105,10 @@ export interface SVDQuantConfig {
   minDim: number;
   /** Low-rank refinement iterations L ← SVD_r(Ŵ − Q(Ŵ − L)) (0: plain SVD). Default 0. */
   refineIterations: number;
-  /** GPTQ for the residual, or false for round-to-nearest (default). */
+  /**
+   * GPTQ for the residual (default: DEFAULT_GPTQ, with the held-out guard of quantize-layer.ts that
+   * falls back to RTN per layer), or false for round-to-nearest.
+   */
   gptq: GptqConfig | false;
   /** MXFP4 scale rule for weights and activations. Default 'even'. */
   mxScaleRule: MxScaleRule;
@@ -133,7 +140,7 @@ export function defaultConfig(): SVDQuantConfig {
     smooth: true,
     smoothAlpha: 0.5,
     smoothBeta: undefined,
-    searchAlpha: false,
+    searchAlpha: true,
     alphaCandidates: [...DEFAULT_ALPHA_CANDIDATES],
     searchBeta: false,
     betaCandidates: [...DEFAULT_BETA_CANDIDATES],
@@ -143,7 +150,7 @@ export function defaultConfig(): SVDQuantConfig {
     preset: 'auto',
     minDim: 0,
     refineIterations: 0,
-    gptq: false,
+    gptq: { ...DEFAULT_GPTQ },
     mxScaleRule: 'even',
     svd: { method: 'auto', oversample: 16, powerIters: 6 },
     sensitivity: false,
@@ -230,8 +237,8 @@ export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}):
   for (const [key, value] of Object.entries(rest)) {
     if (value !== undefined || key === 'smoothBeta' || key === 'onProgress') (out as unknown as Record<string, unknown>)[key] = value;
   }
-  if (gptq === undefined || gptq === false) out.gptq = false;
-  else if (gptq === true) out.gptq = { ...DEFAULT_GPTQ };
+  if (gptq === false) out.gptq = false;
+  else if (gptq === undefined || gptq === true) out.gptq = { ...DEFAULT_GPTQ };
   else if (gptq !== null && typeof gptq === 'object') out.gptq = { ...DEFAULT_GPTQ, ...gptq };
   else throw new ArgumentError('config.gptq', 'a boolean or { blockSize, damp, actOrder }', gptq);
   if (svd !== undefined) {
@@ -242,6 +249,9 @@ export function resolveConfig(input: SVDQuantConfigInput | SVDQuantConfig = {}):
     if (sensitivity === null || typeof sensitivity !== 'object') throw new ArgumentError('config.sensitivity', 'false or { budgetBytes, keep, batches }', sensitivity);
     out.sensitivity = { ...DEFAULT_SENSITIVITY, ...sensitivity };
   }
+  // A given α (or β) is used as given unless the search is asked for explicitly.
+  const r = rest as Record<string, unknown>;
+  if (r.searchAlpha === undefined && (r.smoothAlpha !== undefined || r.smoothBeta !== undefined)) out.searchAlpha = false;
   if (Array.isArray(out.alphaCandidates)) out.alphaCandidates = [...out.alphaCandidates];
   if (Array.isArray(out.exclude)) out.exclude = [...out.exclude];
   validateConfig(out);

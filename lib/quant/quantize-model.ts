@@ -102,6 +102,8 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
   // 1. Select.
   const parents = parentCounts(model);
   const skipped: SkippedLayer[] = [];
+  // The part of `skipped` the configuration (exclude, minDim, preset) decided.
+  const configSkipped: SkippedLayer[] = [];
   const targets: { name: string; layer: Linear; stats: LayerStatsCollector }[] = [];
   for (const [name, m] of model.namedModules()) {
     if (m instanceof ErrorCorrectedLinear) {
@@ -120,11 +122,13 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     const d = layerDecision(name, m.outFeatures, m.inFeatures, cfg);
     if (!d.quantize) {
       skipped.push({ name, reason: d.reason });
+      configSkipped.push(skipped[skipped.length - 1]);
       continue;
     }
     const rule = preset === undefined ? undefined : presetExclusion(preset.preset, name);
     if (rule !== undefined) {
       skipped.push({ name, reason: `preset '${preset!.name}' (${rule.pattern}): ${rule.reason}` });
+      configSkipped.push(skipped[skipped.length - 1]);
       continue;
     }
     // A rank above min(N, K) cannot be represented; clipping it silently hid layers larger than bf16.
@@ -134,6 +138,14 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
     }
     const stats = LayerStatsCollector.forConfig(m.inFeatures, cfg, name);
     targets.push({ name, layer: m, stats });
+  }
+
+  // Linears exist but the configuration (exclude, minDim, preset) skipped every one: almost surely
+  // a mistake, and the call would succeed without changing anything. A model without Linears (or
+  // with all of them quantized already) has nothing to do by design and returns an empty report.
+  if (targets.length === 0 && configSkipped.length > 0) {
+    const first = configSkipped.slice(0, 3).map((s) => `'${s.name}' (${s.reason})`).join(', ');
+    throw new ArgumentError('config', `a configuration that leaves at least one Linear to quantize: all ${configSkipped.length} of the model's Linear layers are skipped: ${first}${configSkipped.length > 3 ? ', ...' : ''}`);
   }
 
   // 2. Calibrate (hooks removed whatever happens).
@@ -174,6 +186,14 @@ export async function quantizeModel(model: Module, config: SVDQuantConfigInput |
   // each layer on them. Without it every layer would be skipped and the call would look successful.
   if (batches === 0) {
     throw new ArgumentError('calibration', 'at least one batch of calibration inputs (an argument array or an object of named inputs per model.call): SVDQuant measures each layer\'s inputs to smooth it and to score it', calibration);
+  }
+
+  // Batches that reach none of the chosen layers (inputs for another model, another code path)
+  // would otherwise leave every layer skipped behind a successful-looking report.
+  if (targets.length > 0 && targets.every((t) => t.stats.tokenCount === 0)) {
+    const names = targets.slice(0, 3).map((t) => `'${t.name}'`).join(', ') + (targets.length > 3 ? `, ... (${targets.length} in all)` : '');
+    throw new ArgumentError('calibration', `batches that reach the layers chosen for quantization: ${batches} batch(es) ran through the model, ` +
+      `but none of ${names} was called (calibration inputs for a different model, or a path of the model that skips them?)`);
   }
 
   // 3. Quantize every layer (nothing replaced yet).

@@ -80,6 +80,36 @@ export function moduleBytes(m: Module): number {
   return bytes;
 }
 
+export type MeasuredLayer = Omit<SensitivityLayer, 'kept' | 'reason'>;
+
+/**
+ * The greedy choice: most error removed per extra byte first (a free upgrade first of all), while
+ * the extra bytes fit the budget; a layer whose higher precision removes no error is never kept.
+ * Returns every layer in that order with the decision and its reason.
+ */
+export function chooseWithinBudget(measured: readonly MeasuredLayer[], config: Pick<SensitivityConfig, 'budgetBytes' | 'keep'>): { layers: SensitivityLayer[]; usedBytes: number } {
+  const gain = (l: MeasuredLayer) => l.errorQuantized - l.errorKept;
+  const perByte = (l: MeasuredLayer) => gain(l) / Math.max(l.extraBytes, 1);
+  const order = measured.map((_, i) => i).sort((a, b) => perByte(measured[b]) - perByte(measured[a]) || a - b);
+  let used = 0;
+  const layers: SensitivityLayer[] = [];
+  for (const i of order) {
+    const l = measured[i];
+    const g = gain(l);
+    let kept = false, reason: string;
+    const what = `error alone ${l.errorQuantized.toPrecision(3)} -> ${l.errorKept.toPrecision(3)} kept, ${l.extraBytes} extra bytes`;
+    if (!(g > 0)) reason = `not kept: higher precision removes no error (${what})`;
+    else if (used + l.extraBytes > config.budgetBytes) reason = `not kept: over the budget (${used} of ${config.budgetBytes} bytes used; ${what})`;
+    else {
+      kept = true;
+      used += l.extraBytes;
+      reason = `kept at ${config.keep === 'none' ? 'the original precision' : 'w8a8'}: ${what}`;
+    }
+    layers.push({ ...l, kept, reason });
+  }
+  return { layers, usedBytes: used };
+}
+
 export type RunBatch = (batch: unknown) => Promise<unknown>;
 
 /** ‖Y − Y_ref‖/‖Y_ref‖ over the batches, Y from the model as it is now. */
@@ -103,7 +133,7 @@ async function modelError(run: RunBatch, batches: readonly unknown[], refs: read
 export async function chooseSensitiveLayers(model: Module, candidates: readonly SensitivityCandidate[], run: RunBatch,
   batches: readonly unknown[], refs: readonly Float32Array[], config: SensitivityConfig): Promise<SensitivityReport> {
   const swap = (c: SensitivityCandidate, m: Module) => model.setSubmodule(c.name, m);
-  const measured: Omit<SensitivityLayer, 'kept' | 'reason'>[] = [];
+  const measured: MeasuredLayer[] = [];
   try {
     for (const c of candidates) {
       swap(c, c.quantized);
@@ -116,26 +146,7 @@ export async function chooseSensitiveLayers(model: Module, candidates: readonly 
       swap(c, c.original);
       measured.push({ name: c.name, errorQuantized, errorKept, extraBytes: moduleBytes(c.higher) - moduleBytes(c.quantized) });
     }
-    // Most error removed per extra byte first (a free upgrade first of all).
-    const gain = (l: (typeof measured)[number]) => l.errorQuantized - l.errorKept;
-    const perByte = (l: (typeof measured)[number]) => gain(l) / Math.max(l.extraBytes, 1);
-    const order = measured.map((_, i) => i).sort((a, b) => perByte(measured[b]) - perByte(measured[a]) || a - b);
-    let used = 0;
-    const layers: SensitivityLayer[] = [];
-    for (const i of order) {
-      const l = measured[i];
-      const g = gain(l);
-      let kept = false, reason: string;
-      const what = `error alone ${l.errorQuantized.toPrecision(3)} -> ${l.errorKept.toPrecision(3)} kept, ${l.extraBytes} extra bytes`;
-      if (!(g > 0)) reason = `not kept: higher precision removes no error (${what})`;
-      else if (used + l.extraBytes > config.budgetBytes) reason = `not kept: over the budget (${used} of ${config.budgetBytes} bytes used; ${what})`;
-      else {
-        kept = true;
-        used += l.extraBytes;
-        reason = `kept at ${config.keep === 'none' ? 'the original precision' : 'w8a8'}: ${what}`;
-      }
-      layers.push({ ...l, kept, reason });
-    }
+    const { layers, usedBytes: used } = chooseWithinBudget(measured, config);
     for (const c of candidates) swap(c, c.quantized);
     const errorAllQuantized = await modelError(run, batches, refs);
     const keptNames = new Set(layers.filter((l) => l.kept).map((l) => l.name));

@@ -130,8 +130,8 @@ function samplesList(value: unknown): number[] {
 
 export function quantizeCommandLine(best: CellResult, modelPath: string, calibPath: string, rank: number): string {
   const parts = ['svdquant quantize', modelPath, '--calib', calibPath, '--scheme', best.scheme, '--rank', String(rank)];
-  if (best.residual === 'gptq') parts.push('--gptq');
-  if (best.alphaSearch) parts.push('--search-alpha');
+  // Both spelled out: GPTQ and the α search are quantize's defaults, RTN and fixed α need a flag.
+  parts.push(best.residual === 'gptq' ? '--gptq' : '--rtn', best.alphaSearch ? '--search-alpha' : '--no-search-alpha');
   if (best.samples !== 0) parts.push('--max-samples', String(best.samples));
   parts.push('-o', 'OUT.safetensors');
   return parts.join(' ');
@@ -184,8 +184,8 @@ export function generateCommandLine(best: CellResult, model: string | undefined,
   const parts = ['svdquant generate'];
   if (model !== undefined) parts.push('--model', model);
   parts.push('--scheme', best.scheme, '--rank', String(rank));
-  if (best.residual === 'gptq') parts.push('--gptq');
-  if (best.alphaSearch) parts.push('--search-alpha');
+  // Both spelled out: GPTQ and the α search are quantize's defaults, RTN and fixed α need a flag.
+  parts.push(best.residual === 'gptq' ? '--gptq' : '--rtn', best.alphaSearch ? '--search-alpha' : '--no-search-alpha');
   if (best.samples !== 0) parts.push('--max-samples', String(best.samples));
   parts.push('--save', 'OUT.safetensors', '-o', 'OUT.png');
   return parts.join(' ');

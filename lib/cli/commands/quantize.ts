@@ -9,6 +9,7 @@ import type { SafetensorsTensorInput } from '../../io/safetensors-encode.js';
 import { layerDecision, resolveConfig, type SVDQuantConfig } from '../../quant/config.js';
 import { LayerStatsCollector } from '../../quant/calibration.js';
 import { quantizeLinear, type LayerReport } from '../../quant/quantize-layer.js';
+import { chooseWithinBudget, type SensitivityLayer } from '../../quant/sensitivity.js';
 import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, PASSTHROUGH_KEY, quantizedLayerEntry } from '../../runtime/checkpoint.js';
 import { parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.js';
 import { formatBytes, formatTable } from '../format.js';
@@ -37,6 +38,14 @@ Options:
   -q, --quiet             no progress on stderr     -v, --verbose   stages of every layer on stderr
   -h, --help              show this help
 
+Sensitivity-aware precision (off by default):
+  --keep-sensitive B      keep the layers whose quantization error is largest per extra byte at higher
+                          precision, within B extra bytes (an integer) or B% of the quantized layers' bytes
+  --keep-as P             what a kept layer becomes: w8a8 (default; SVDQuant at w8a8) or fp32 (the original
+                          tensors, unquantized). A model file cannot be run here, so each layer is ranked by
+                          its own held-out output error (4-bit against kept), not by the model's output error
+                          as quantize() in the library does (config.sensitivity)
+
 ${QUANT_OPTIONS_HELP}`;
 
 export interface QuantizeFileReport {
@@ -45,11 +54,48 @@ export interface QuantizeFileReport {
   calibration: string;
   config: Omit<SVDQuantConfig, 'onProgress'>;
   layers: LayerReport[];
+  /** --keep-sensitive: what was kept at higher precision and why, or null. */
+  sensitivity: FileSensitivityReport | null;
   skipped: Array<{ name: string; reason: string }>;
   passthroughTensors: number;
   outputBytes: number;
   seconds: number;
 }
+
+export interface KeepSensitive {
+  /** Extra bytes allowed, or a percentage of the quantized layers' bytes. */
+  budget: { bytes: number } | { percent: number };
+  keepAs: 'w8a8' | 'fp32';
+}
+
+export interface FileSensitivityReport {
+  keepAs: KeepSensitive['keepAs'];
+  budgetBytes: number;
+  usedBytes: number;
+  /** Every quantized layer, most error removed per extra byte first; errors are held-out layer errors. */
+  layers: SensitivityLayer[];
+}
+
+/** --keep-sensitive and --keep-as, validated (null when not asked for). */
+export function keepSensitiveOption(v: Record<string, unknown>, scheme: string): KeepSensitive | null {
+  const raw = v['keep-sensitive'], as = v['keep-as'];
+  if (raw === undefined) {
+    if (as !== undefined) throw new UsageError('quantize: --keep-as needs --keep-sensitive BYTES|PERCENT%');
+    return null;
+  }
+  const text = String(raw).trim();
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  let budget: KeepSensitive['budget'];
+  if (m !== null && Number(m[1]) <= 100) budget = { percent: Number(m[1]) };
+  else if (/^\d+$/.test(text) && Number.isSafeInteger(Number(text))) budget = { bytes: Number(text) };
+  else throw new UsageError(`quantize: --keep-sensitive expects extra bytes (an integer >= 0) or a percentage in [0, 100] ending in %, got '${text}'`);
+  const keepAs = as === undefined ? 'w8a8' : String(as);
+  if (keepAs !== 'w8a8' && keepAs !== 'fp32') throw new UsageError(`quantize: --keep-as expects w8a8 or fp32, got '${keepAs}'`);
+  if (keepAs === 'w8a8' && scheme === 'w8a8') throw new UsageError('quantize: --keep-as w8a8 keeps nothing with --scheme w8a8 (use --keep-as fp32)');
+  return { budget, keepAs };
+}
+
+const entryBytes = (tensors: readonly SafetensorsTensorInput[]): number => tensors.reduce((s, t) => s + t.data.byteLength, 0);
 
 export const quantizeCommand: CliCommand = {
   name: 'quantize',
@@ -64,6 +110,7 @@ export const quantizeCommand: CliCommand = {
       ...QUANT_OPTIONS,
       calib: { type: 'string' }, output: { type: 'string', short: 'o' }, force: { type: 'boolean' },
       json: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, verbose: { type: 'boolean', short: 'v' },
+      'keep-sensitive': { type: 'string' }, 'keep-as': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help === true) {
@@ -81,8 +128,9 @@ export const quantizeCommand: CliCommand = {
     await checkOutputFile(output);
     if (existsSync(output) && values.force !== true) throw new UsageError(`quantize: '${output}' exists (pass --force to replace it)`);
     const config = resolveConfig(quantConfigFromOptions('quantize', values));
+    const keep = keepSensitiveOption(values, config.scheme);
     const progress = new Progress(io, verbosityOf(values), 'quantize');
-    const report = await quantizeFile(input, values.calib, output, config, progress);
+    const report = await quantizeFile(input, values.calib, output, config, progress, keep);
     progress.end();
     if (values.json === true) {
       io.stdout(JSON.stringify(report, jsonNumbers, 2) + '\n');
@@ -93,7 +141,8 @@ export const quantizeCommand: CliCommand = {
   },
 };
 
-async function quantizeFile(input: string, calibPath: string, output: string, config: SVDQuantConfig, progress: Progress): Promise<QuantizeFileReport> {
+async function quantizeFile(input: string, calibPath: string, output: string, config: SVDQuantConfig, progress: Progress,
+  keep: KeepSensitive | null = null): Promise<QuantizeFileReport> {
   const t0 = performance.now();
   const st = await openSafetensors(input);
   try {
@@ -121,8 +170,9 @@ async function quantizeFile(input: string, calibPath: string, output: string, co
       const metadata: Record<string, string> = {
         format: CHECKPOINT_FORMAT, format_version: CHECKPOINT_FORMAT_VERSION, producer: `svdquant ${packageVersion()}`,
       };
-      const layers: LayerReport[] = [];
-      const quantized = new Set<string>();
+      // Per layer: the 4-bit entry, and with --keep-sensitive the higher-precision alternative.
+      const done: { name: string; tensorNames: readonly string[]; meta: string; tensors: SafetensorsTensorInput[]; report: LayerReport;
+        high?: { meta: string; tensors: SafetensorsTensorInput[]; report: LayerReport }; highBytes: number }[] = [];
       for (const [i, l] of todo.entries()) {
         const { weight, bias } = await readLinear(st, l);
         const stats = LayerStatsCollector.forConfig(l.inFeatures, config, l.name);
@@ -137,10 +187,42 @@ async function quantizeFile(input: string, calibPath: string, output: string, co
         };
         const r = await quantizeLinear(weight, bias, stats, cfg, l.name, { index: i, total: todo.length });
         const entry = quantizedLayerEntry(l.name, r.layer);
-        tensors.push(...entry.tensors);
-        metadata[`layer:${l.name}`] = JSON.stringify(entry.meta);
-        layers.push(r.report);
-        for (const name of l.tensorNames) quantized.add(name);
+        const d: (typeof done)[number] = { name: l.name, tensorNames: l.tensorNames, meta: JSON.stringify(entry.meta), tensors: entry.tensors, report: r.report, highBytes: 0 };
+        if (keep?.keepAs === 'w8a8') {
+          const h = await quantizeLinear(weight, bias, stats, { ...config, scheme: 'w8a8', onProgress: undefined }, l.name);
+          const he = quantizedLayerEntry(l.name, h.layer);
+          d.high = { meta: JSON.stringify(he.meta), tensors: he.tensors, report: h.report };
+          d.highBytes = entryBytes(he.tensors);
+        } else if (keep?.keepAs === 'fp32') {
+          d.highBytes = st.tensors.filter((t) => l.tensorNames.includes(t.name)).reduce((s, t) => s + t.byteLength, 0);
+        }
+        done.push(d);
+      }
+      let sensitivity: FileSensitivityReport | null = null;
+      const keptNames = new Set<string>();
+      if (keep !== null && done.length > 0) {
+        const quantizedBytes = done.reduce((s, d) => s + entryBytes(d.tensors), 0);
+        const budgetBytes = 'bytes' in keep.budget ? keep.budget.bytes : Math.floor(quantizedBytes * keep.budget.percent / 100);
+        const measured = done.map((d) => ({
+          name: d.name, errorQuantized: d.report.errorAfter, errorKept: d.high?.report.errorAfter ?? 0, extraBytes: d.highBytes - entryBytes(d.tensors),
+        }));
+        const chosen = chooseWithinBudget(measured, { budgetBytes, keep: keep.keepAs === 'fp32' ? 'none' : 'w8a8' });
+        for (const l of chosen.layers) if (l.kept) keptNames.add(l.name);
+        sensitivity = { keepAs: keep.keepAs, budgetBytes, usedBytes: chosen.usedBytes, layers: chosen.layers };
+      }
+      const layers: LayerReport[] = [];
+      const quantized = new Set<string>();
+      for (const d of done) {
+        if (keptNames.has(d.name) && d.high === undefined) {
+          // Kept in fp32: the original tensors are carried over; the layer is listed as skipped.
+          skipped.push({ name: d.name, reason: `--keep-sensitive: ${sensitivity!.layers.find((l) => l.name === d.name)!.reason}` });
+          continue;
+        }
+        const use = keptNames.has(d.name) ? d.high! : d;
+        tensors.push(...use.tensors);
+        metadata[`layer:${d.name}`] = use.meta;
+        layers.push(use.report);
+        for (const name of d.tensorNames) quantized.add(name);
       }
       const passthrough: string[] = [];
       for (const t of st.tensors) {
@@ -156,7 +238,7 @@ async function quantizeFile(input: string, calibPath: string, output: string, co
       await writeSafetensors(output, tensors, metadata);
       const outputBytes = (await stat(output)).size;
       return {
-        input, output, calibration: calibPath, config: plainConfig, layers, skipped, passthroughTensors: passthrough.length,
+        input, output, calibration: calibPath, config: plainConfig, layers, sensitivity, skipped, passthroughTensors: passthrough.length,
         outputBytes, seconds: (performance.now() - t0) / 1000,
       };
     } finally {
@@ -187,6 +269,12 @@ export function formatQuantizeReport(r: QuantizeFileReport): string {
   }
   const warnings = r.layers.flatMap((l) => l.warnings);
   if (warnings.length > 0) out += `\nwarnings:\n${warnings.map((w) => `  ${w}`).join('\n')}\n`;
+  if (r.sensitivity !== null) {
+    const kept = r.sensitivity.layers.filter((l) => l.kept);
+    out += `\n--keep-sensitive: ${kept.length} layer(s) kept at ${r.sensitivity.keepAs}, ${r.sensitivity.usedBytes} of ${r.sensitivity.budgetBytes} extra bytes ` +
+      '(ranked by held-out layer error removed per extra byte)\n';
+    if (kept.length > 0) out += formatTable(kept.map((l) => [`kept ${l.name}:`, l.reason.replace(/^kept at [^:]+: /, '')]), '  ');
+  }
   out += `\n${r.layers.length} layers quantized, ${r.skipped.length} skipped, ${r.passthroughTensors} other tensors carried over\n`;
   if (r.skipped.length > 0) out += formatTable(r.skipped.map((s) => [`skipped ${s.name}:`, s.reason]), '  ');
   return out;
