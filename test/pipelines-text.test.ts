@@ -249,6 +249,38 @@ t.test('outputType latent, guidance off, onStep and AbortSignal', async (t) => {
   await t.rejects(pipe.generate({ ...pixartPrompt, signal: AbortSignal.abort() }), AbortError, 'an aborted signal stops before sampling');
 });
 
+/** Prompt `i` of every embedding tensor in `prompt`. */
+function promptRow<P extends Record<string, Tensor>>(prompt: P, i: number): P {
+  return Object.fromEntries(Object.entries(prompt).map(([k, v]) => [k, slice(v, i)])) as P;
+}
+
+t.test('liveRows: a dropped image leaves the model call and the decode; the other equals its image alone', async (t) => {
+  const STEPS = 3;
+  const cases = [
+    ['PixArt-Σ (guidance batch)', await pixart(), pixartPrompt, {}],
+    ['SD3 (guidance batch)', await sd3(), sd3Prompt, {}],
+    ['Flux', await flux(), fluxPrompt, { height: 16, width: 16 }],
+  ] as const;
+  for (const [name, pipe, prompt, size] of cases) {
+    const generate = (o: object) => (pipe as unknown as { generate(o: object): ReturnType<FluxPipeline['generate']> }).generate({ numInferenceSteps: STEPS, ...size, ...o });
+    const calls: number[] = [];
+    const hook = pipe.transformer.registerForwardHook((_m, args) => { calls.push((args[0] as { hidden_states: Tensor }).hidden_states.shape[0]); });
+    let steps = 0;
+    const out = await generate({ ...prompt, seeds: [5, 6], onStep: () => { steps++; }, liveRows: () => (steps < 1 ? [0, 1] : [1]) });
+    hook.remove();
+    const perImage = calls[0] / 2;
+    t.same(calls, [2 * perImage, perImage, perImage], `${name}: the model sees image 1 alone after the first step`);
+    const alone = await generate({ ...promptRow(prompt, 1), seeds: [6] });
+    same(t, slice(out.latents, 1), alone.latents, `${name}: image 1's latents`);
+    same(t, slice(out.images!, 1), alone.images!, `${name}: image 1 decoded`);
+    t.ok(slice(out.images!, 0).toArray().every((v) => v === 0.5), `${name}: image 0 not decoded (zeros, 0.5 in [0, 1])`);
+  }
+  const pipe = await pixart();
+  await t.rejects(pipe.generate({ ...pixartPrompt, numInferenceSteps: 1, liveRows: () => [1, 0] }), { name: 'ArgumentError' }, 'not ascending');
+  await t.rejects(pipe.generate({ ...pixartPrompt, numInferenceSteps: 1, liveRows: () => [] }), AbortError, 'none left');
+  await t.rejects(pipe.generate({ ...pixartPrompt, liveRows: [0] as never }), { name: 'ArgumentError' }, 'not a function');
+});
+
 t.test('bad inputs: typed errors naming the argument', async (t) => {
   const px = await pixart();
   const sd = await sd3();

@@ -3,7 +3,8 @@
  * built-in pipeline, as the server loads it, stops calling the model on the dropped rows from the
  * next step on, and the remaining images are bit-identical to the same requests generated alone.
  * Checked with classifier-free guidance on and off and with a multistep scheduler (DPM-Solver keeps
- * a history of model outputs across steps), and through the DynamicBatcher with a request that leaves.
+ * a history of model outputs across steps), and through the DynamicBatcher with a request that leaves
+ * (the built-in model, and the PixArt-Σ fixture pipeline over prompt embeddings).
  */
 import t from 'tap';
 import { AbortError, ArgumentError } from '../lib/errors.js';
@@ -12,6 +13,10 @@ import { schedulerFromConfig } from '../lib/pipelines/schedulers/registry.js';
 import { DynamicBatcher } from '../lib/serve/batcher.js';
 import { RequestCancelledError } from '../lib/serve/errors.js';
 import { loadServeModel } from '../lib/serve/model.js';
+import { TextBatchPipeline } from '../lib/serve/text-model.js';
+import { join } from 'node:path';
+import { AutoencoderKL, PixArtSigmaPipeline, loadModel, loadSchedulerConfig, randn, Tensor } from '../lib/index.js';
+import { FIXTURES } from './support/diffusers-fixture.js';
 
 const builtin = (await loadServeModel({})).pipeline as DiTPipeline;
 const dpm = new DiTPipeline({
@@ -108,6 +113,56 @@ t.test('the batcher: a request cancelled inside a running batch stops being comp
     t.equal(r.value.timings.batchImages, 4);
     const alone = await builtin.generate({ ...requests[i], ...params });
     t.same(r.value.pixels[0], alone.images.data, `request ${i}: bit-identical to its image alone`);
+  }
+  await batcher.close(0);
+});
+
+t.test('the batcher with a text pipeline (PixArt-Σ fixture, guidance on): a cancelled request\'s rows leave the running batch', async (t) => {
+  const pixart = new PixArtSigmaPipeline({
+    transformer: await loadModel(join(FIXTURES, 'pixart')),
+    scheduler: schedulerFromConfig(await loadSchedulerConfig(join(FIXTURES, 'schedulers', 'dpmpp2m_sd'))),
+    vae: await loadModel(join(FIXTURES, 'vae')) as AutoencoderKL,
+  });
+  const sizes: number[] = [];
+  const hook = pixart.transformer.registerForwardHook((_m, args) => { sizes.push((args[0] as { hidden_states: Tensor }).hidden_states.shape[0]); });
+  t.teardown(() => hook.remove());
+  /** One row per image in every tensor, as the request decoder hands them to the batcher. */
+  const embeddings = (images: number, seed: number) => ({
+    prompt_embeds: { shape: [images, 6, 32], data: randn([images, 6, 32], seed).data },
+    prompt_attention_mask: { shape: [images, 6], data: Float32Array.from({ length: images * 6 }, (_, i) => (i % 6 < 4 ? 1 : 0)) },
+    negative_prompt_embeds: { shape: [images, 6, 32], data: randn([images, 6, 32], seed + 1).data },
+    negative_prompt_attention_mask: { shape: [images, 6], data: Float32Array.from({ length: images * 6 }, (_, i) => (i % 6 < 1 ? 1 : 0)) },
+  });
+  const cancelB = new AbortController();
+  let stepsRun = 0;
+  const batcher = new DynamicBatcher(new TextBatchPipeline(pixart), { maxBatch: 4, maxQueue: 4, batchWindowMs: 60_000, timeoutMs: 0 }, {
+    stepFinished: () => { if (++stepsRun === 2) cancelB.abort(); },
+  });
+  const requests = [
+    { classLabels: [], seeds: [17], embeddings: embeddings(1, 10) },
+    { classLabels: [], seeds: [3, 4], embeddings: embeddings(2, 20) },
+    { classLabels: [], seeds: [250], embeddings: embeddings(1, 30) },
+  ];
+  const params = { numInferenceSteps: STEPS, guidanceScale: 4 };
+  const results = await Promise.allSettled([
+    batcher.submit({ ...requests[0], ...params }),
+    batcher.submit({ ...requests[1], ...params }, { signal: cancelB.signal }),
+    batcher.submit({ ...requests[2], ...params }),
+  ]);
+  t.ok(results[1].status === 'rejected' && results[1].reason instanceof RequestCancelledError, 'B answered with its cancellation');
+  t.same(sizes, [8, 8, 4, 4, 4, 4], 'two steps of 4 images (doubled by guidance), then 2');
+  for (const i of [0, 2]) {
+    const r = results[i];
+    t.equal(r.status, 'fulfilled');
+    if (r.status !== 'fulfilled') continue;
+    const e = requests[i].embeddings;
+    const f32 = (x: { shape: number[]; data: Float32Array }) => Tensor.fromStorage(x.data, x.shape, 'f32');
+    const alone = await pixart.generate({
+      promptEmbeds: f32(e.prompt_embeds), promptAttentionMask: f32(e.prompt_attention_mask),
+      negativePromptEmbeds: f32(e.negative_prompt_embeds), negativePromptAttentionMask: f32(e.negative_prompt_attention_mask),
+      seeds: requests[i].seeds, ...params,
+    });
+    t.same(r.value.pixels[0], alone.images!.data, `request ${i}: bit-identical to its image alone`);
   }
   await batcher.close(0);
 });

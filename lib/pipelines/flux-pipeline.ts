@@ -19,7 +19,7 @@ import type { Tensor } from '../tensor.js';
 import { calculateShift } from './schedulers/flow-match-euler-discrete.js';
 import { numpyLinspace } from './schedulers/numerics.js';
 import {
-  TextToImagePipeline, checkComponents, checkEmbedding, configInt, loadTextPipelineComponents, repeatEach,
+  TextToImagePipeline, checkComponents, checkEmbedding, conditionRows, configInt, loadTextPipelineComponents, repeatEach,
   type PreparedRun, type RunShape, type TextGenerateCommonOptions, type TextPipelineComponents, type TextPipelineLoadOptions,
 } from './text-pipeline.js';
 
@@ -113,10 +113,10 @@ export class FluxPipeline extends TextToImagePipeline<FluxGenerateOptions> {
     const transformer = this.transformer as Module<[object], { sample: Tensor }>;
     return {
       timestepOptions,
-      predict: async (x, t) => {
+      predict: async (x, t, rows) => {
         const { sample } = await transformer.call({
-          hidden_states: x, timestep: Math.fround(t / 1000), guidance, pooled_projections: pooledBatch,
-          encoder_hidden_states: context, txt_ids: txtIds, img_ids: imgIds,
+          hidden_states: x, timestep: Math.fround(t / 1000), guidance, pooled_projections: conditionRows(pooledBatch, rows, shape.images, false),
+          encoder_hidden_states: conditionRows(context, rows, shape.images, false), txt_ids: txtIds, img_ids: imgIds,
         });
         return sample;
       },

@@ -14,7 +14,7 @@ import type { Module } from '../graph/module.js';
 import type { Tensor } from '../tensor.js';
 import { doubleBatch, epsChannels, guide } from './guidance.js';
 import {
-  TextToImagePipeline, checkComponents, checkEmbedding, concatBatch, configInt, loadTextPipelineComponents, matchBatch, repeatEach,
+  TextToImagePipeline, checkComponents, checkEmbedding, concatBatch, conditionRows, configInt, loadTextPipelineComponents, matchBatch, repeatEach,
   type PreparedRun, type RunShape, type TextGenerateCommonOptions, type TextPipelineComponents, type TextPipelineLoadOptions,
 } from './text-pipeline.js';
 
@@ -99,9 +99,10 @@ export class PixArtSigmaPipeline extends TextToImagePipeline<PixArtGenerateOptio
     const transformer = this.transformer as Module<[object], { sample: Tensor }>;
     const channels = this.latentChannels;
     return {
-      predict: async (x, timestep) => {
+      predict: async (x, timestep, rows) => {
         const { sample } = await transformer.call({
-          hidden_states: cfg ? doubleBatch(x) : x, encoder_hidden_states: context, encoder_attention_mask: keyMask, timestep,
+          hidden_states: cfg ? doubleBatch(x) : x, timestep,
+          encoder_hidden_states: conditionRows(context, rows, shape.images, cfg), encoder_attention_mask: conditionRows(keyMask, rows, shape.images, cfg),
         });
         return cfg ? guide(sample, shape.guidanceScale, channels, 'uncond-first') : epsChannels(sample, channels);
       },

@@ -13,7 +13,7 @@ import type { Module } from '../graph/module.js';
 import type { Tensor } from '../tensor.js';
 import { doubleBatch, guide } from './guidance.js';
 import {
-  TextToImagePipeline, checkComponents, checkEmbedding, concatBatch, configInt, loadTextPipelineComponents, matchBatch, repeatEach,
+  TextToImagePipeline, checkComponents, checkEmbedding, concatBatch, conditionRows, configInt, loadTextPipelineComponents, matchBatch, repeatEach,
   type PreparedRun, type RunShape, type TextGenerateCommonOptions, type TextPipelineComponents, type TextPipelineLoadOptions,
 } from './text-pipeline.js';
 
@@ -94,9 +94,10 @@ export class StableDiffusion3Pipeline extends TextToImagePipeline<SD3GenerateOpt
     }
     const transformer = this.transformer as Module<[object], { sample: Tensor }>;
     return {
-      predict: async (x, timestep) => {
+      predict: async (x, timestep, rows) => {
         const { sample } = await transformer.call({
-          hidden_states: cfg ? doubleBatch(x) : x, timestep, encoder_hidden_states: context, pooled_projections: pooledBatch,
+          hidden_states: cfg ? doubleBatch(x) : x, timestep,
+          encoder_hidden_states: conditionRows(context, rows, shape.images, cfg), pooled_projections: conditionRows(pooledBatch, rows, shape.images, cfg),
         });
         return cfg ? guide(sample, shape.guidanceScale, this.latentChannels, 'uncond-first') : sample;
       },

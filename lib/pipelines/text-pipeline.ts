@@ -15,7 +15,7 @@ import { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { ModelConfig } from '../models/config.js';
 import { loadModel, type LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
-import { checkSignal, denoise, throwIfAborted, type StepInfo } from './denoising-loop.js';
+import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
 import { decodeLatents, hasComponent, isDirectory, loadVae, MODEL_INDEX_NAME, readModelIndex, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
 import { randnBatch } from './random.js';
 import { loadSchedulerConfig } from './schedulers/config-file.js';
@@ -61,6 +61,12 @@ export interface TextGenerateCommonOptions {
   readonly signal?: AbortSignal;
   /** Called after every step (`latents` is the sample in the model's layout: packed tokens for Flux). */
   readonly onStep?: (info: StepInfo) => void;
+  /**
+   * Asked before every step and before decoding: the images still wanted (ascending indices). The
+   * others leave the model call and the decode (a cancelled request in a served batch); their
+   * results are unspecified. None left: AbortError. Default: all.
+   */
+  readonly liveRows?: () => readonly number[];
 }
 
 export interface TextGenerateResult {
@@ -79,8 +85,11 @@ export interface TextGenerateResult {
 
 /** What a pipeline's `prepare` returns for one generate call. */
 export interface PreparedRun {
-  /** The model output the scheduler steps with, for the sample (in the model's layout) at `timestep`. */
-  predict(modelInput: Tensor, timestep: number): Promise<Tensor>;
+  /**
+   * The model output the scheduler steps with, for the sample (in the model's layout) at `timestep`;
+   * `modelInput` holds the images `rows` (conditionRows picks their conditioning).
+   */
+  predict(modelInput: Tensor, timestep: number, rows: readonly number[]): Promise<Tensor>;
   /** setTimesteps options (Flux: sigmas and mu). */
   readonly timestepOptions?: SetTimestepsOptions;
 }
@@ -236,19 +245,23 @@ export abstract class TextToImagePipeline<Options extends TextGenerateCommonOpti
   /** Samples one image per prompt embedding (× numImagesPerPrompt); see the class options. */
   async generate(options: Options): Promise<TextGenerateResult> {
     const start = performance.now();
-    const { operation, seeds, steps, height, width, outputType, signal, shape, run } = await this.#setup(options);
+    const { operation, seeds, steps, height, width, outputType, signal, shape, run, images } = await this.#setup(options);
     const scheduler = schedulerFromConfig(this.scheduler.config);
     let latents: Tensor = options.latents?.to('f32') ?? randnBatch([this.latentChannels, shape.latentHeight, shape.latentWidth], seeds);
     if (scheduler.initNoiseSigma !== 1) latents = scaleTensor(latents, scheduler.initNoiseSigma);
     const done = await denoise({
       scheduler, latents: await this.toModelLayout(latents), numInferenceSteps: steps, timestepOptions: run.timestepOptions,
-      predict: run.predict, signal, onStep: options.onStep, operation,
+      predict: run.predict, signal, onStep: options.onStep, liveRows: options.liveRows, operation,
     });
     throwIfAborted(signal, operation);
     const finalLatents = await this.fromModelLayout(done.latents, shape);
 
     const decodeStart = performance.now();
-    const decoded = outputType === 'latent' ? null : await decodeLatents(this.vae!, finalLatents, 'divide');
+    // Only the images still wanted are decoded (the others stay zero).
+    const rows = options.liveRows === undefined ? null : checkRows(options.liveRows(), images);
+    const decoded = outputType === 'latent' ? null
+      : rows === null || rows.length === images ? await decodeLatents(this.vae!, finalLatents, 'divide')
+        : scatterRows(await decodeLatents(this.vae!, selectRows(finalLatents, rows), 'divide'), rows, images);
     const decodeMs = performance.now() - decodeStart;
     return {
       images: decoded === null ? null : toUnitRange(decoded),
@@ -279,6 +292,7 @@ export abstract class TextToImagePipeline<Options extends TextGenerateCommonOpti
     if (outputType !== 'image' && outputType !== 'latent') throw new ArgumentError('options.outputType', "'image' or 'latent'", outputType);
     if (outputType === 'image' && this.vae === null) throw new ArgumentError('options.outputType', `'latent' (this ${this.name} has no VAE to decode with)`, outputType);
     if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ArgumentError('options.onStep', 'a function', options.onStep);
+    if (options.liveRows !== undefined && typeof options.liveRows !== 'function') throw new ArgumentError('options.liveRows', 'a function returning image indices', options.liveRows);
     const signal = checkSignal(options.signal, 'options.signal');
     const shape: RunShape = { images, numInferenceSteps: steps, guidanceScale, latentHeight: this.latentSize(height), latentWidth: this.latentSize(width) };
     if (options.latents !== undefined) {
@@ -288,7 +302,7 @@ export abstract class TextToImagePipeline<Options extends TextGenerateCommonOpti
     }
     const run = await this.prepare(options, shape);
     throwIfAborted(signal, operation);
-    return { operation, seeds, steps, height, width, outputType, signal, shape, run };
+    return { operation, seeds, steps, height, width, outputType, signal, shape, run, images };
   }
 
   #checkSize(value: number | undefined, argument: string): number {
@@ -331,6 +345,15 @@ export function concatBatch(a: Tensor<'f32'>, b: Tensor<'f32'>): Tensor<'f32'> {
   out.set(a.data, 0);
   out.set(b.data, a.numel);
   return Tensor.fromStorage(out, [a.shape[0] + b.shape[0], ...a.shape.slice(1)], 'f32');
+}
+
+/**
+ * The conditioning of the images `rows` out of `images`: rows of a per-image tensor [images, ...], or
+ * of both halves of a guidance batch [2·images, ...] = [unconditional; conditional].
+ */
+export function conditionRows(x: Tensor<'f32'>, rows: readonly number[], images: number, guidanceBatch: boolean): Tensor<'f32'> {
+  if (rows.length === images) return x;
+  return selectRows(x, guidanceBatch ? [...rows, ...rows.map((r) => images + r)] : rows);
 }
 
 /** A negative (unconditional) embedding of batch 1 or `batch`, as `batch` items. */

@@ -83,8 +83,12 @@ export class TextBatchPipeline implements BatchPipeline {
   }
 
   async generate(o: Parameters<BatchPipeline['generate']>[0]): ReturnType<BatchPipeline['generate']> {
-    // Text pipelines do not drop rows mid-batch (o.liveRows): a cancelled request's rows run to the end of the batch.
-    const result = await this.pipeline.generate({ ...this.options(o), ...(o.signal !== undefined ? { signal: o.signal } : {}), ...(o.onStep !== undefined ? { onStep: o.onStep } : {}) });
+    const result = await this.pipeline.generate({
+      ...this.options(o),
+      ...(o.signal !== undefined ? { signal: o.signal } : {}),
+      ...(o.onStep !== undefined ? { onStep: o.onStep } : {}),
+      ...(o.liveRows !== undefined ? { liveRows: o.liveRows } : {}),
+    });
     if (result.images === null) throw new Error(`${this.pipeline.name} returned no images`);
     return { images: result.images, decoded: result.decoded ?? undefined, latents: result.latents, timings: result.timings };
   }
