@@ -33,20 +33,7 @@ export async function loadFashionDit(): Promise<Module> {
 export async function captureLinearInputs(model: Module, options: {
   seed: number; classes: number[]; steps: number; keep?: (name: string) => boolean;
 }): Promise<Map<string, CapturedLayer>> {
-  const keep = options.keep ?? (() => true);
-  const chunks = new Map<string, Float32Array[]>();
-  const layers = new Map<string, Linear>();
-  const handles = [];
-  for (const [name, m] of model.namedModules()) {
-    if (!(m instanceof Linear) || !keep(name)) continue;
-    layers.set(name, m);
-    chunks.set(name, []);
-    handles.push(m.registerForwardHook((_m, inputs) => {
-      const x = inputs[0] as Tensor;
-      chunks.get(name)!.push((x.to('f32').data as Float32Array).slice());
-    }, { retainsTensors: false }));
-  }
-  try {
+  return recordLinearInputs(model, options.keep ?? (() => true), async () => {
     const scheduler = new DDIMScheduler(await loadSchedulerConfig(`${FASHION_DIT}/scheduler`));
     scheduler.setTimesteps(options.steps);
     const b = options.classes.length, side = 28, guidance = 4, nullClass = 10;
@@ -69,6 +56,25 @@ export async function captureLinearInputs(model: Module, options: {
       }
       sample = scheduler.step(Tensor.fromStorage(guided, sample.shape, 'f32'), t, sample);
     }
+  });
+}
+
+/** Runs `run` with hooks that record the inputs of every Linear of `model` whose name passes `keep`; their tokens in call order. */
+export async function recordLinearInputs(model: Module, keep: (name: string) => boolean, run: () => Promise<void>): Promise<Map<string, CapturedLayer>> {
+  const chunks = new Map<string, Float32Array[]>();
+  const layers = new Map<string, Linear>();
+  const handles = [];
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof Linear) || !keep(name)) continue;
+    layers.set(name, m);
+    chunks.set(name, []);
+    handles.push(m.registerForwardHook((_m, inputs) => {
+      const x = inputs[0] as Tensor;
+      chunks.get(name)!.push((x.to('f32').data as Float32Array).slice());
+    }, { retainsTensors: false }));
+  }
+  try {
+    await run();
   } finally {
     for (const h of handles) h.remove();
   }
