@@ -7,19 +7,13 @@
  */
 import t from 'tap';
 import { requireBuiltCli } from './support/cli.js';
-import { metric, postImages, startServe, waitForMetric, type JsonImages, type ServeProc } from './support/serve-process.js';
+import { metric, postImages, processTracker, startServe, waitForMetric, type JsonImages, type ServeProc } from './support/serve-process.js';
 
 t.before(requireBuiltCli);
 
-const servers: ServeProc[] = [];
-t.teardown(async () => {
-  for (const s of servers) s.kill('SIGKILL');
-  await Promise.all(servers.map((s) => s.exited));
-});
+const track = processTracker(t);
 async function serve(args: string[]): Promise<ServeProc> {
-  const s = await startServe(args);
-  servers.push(s);
-  return s;
+  return track(await startServe(args));
 }
 
 // Long enough that the batch is still running when the disconnect reaches the server.

@@ -7,22 +7,14 @@
 import t from 'tap';
 import { Queue } from 'bullmq';
 import { requireBuiltCli } from './support/cli.js';
-import { metric, postImages, startRedis, startServe, startWorker, waitForMetric, type JsonImages, type Proc } from './support/serve-process.js';
+import { metric, postImages, processTracker, startRedis, startServe, startWorker, waitForMetric, type JsonImages } from './support/serve-process.js';
 
 t.before(requireBuiltCli);
 
-const procs: Proc[] = [];
 let redis: Awaited<ReturnType<typeof startRedis>>;
 t.before(async () => { redis = await startRedis(); });
-t.teardown(async () => {
-  for (const p of procs) p.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exited));
-  await redis?.stop();
-});
-const track = <P extends Proc>(p: P): P => {
-  procs.push(p);
-  return p;
-};
+const track = processTracker(t);
+t.teardown(async () => { await redis?.stop(); });
 const connection = () => {
   const url = new URL(redis.url);
   return { host: url.hostname, port: Number(url.port) };

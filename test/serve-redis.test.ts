@@ -5,22 +5,14 @@
  */
 import t from 'tap';
 import { requireBuiltCli } from './support/cli.js';
-import { postImages, startRedis, startServe, startWorker, type JsonImages, type Proc } from './support/serve-process.js';
+import { postImages, processTracker, startRedis, startServe, startWorker, type JsonImages } from './support/serve-process.js';
 
 t.before(requireBuiltCli);
 
-const procs: Proc[] = [];
 let redis: Awaited<ReturnType<typeof startRedis>>;
 t.before(async () => { redis = await startRedis(); });
-t.teardown(async () => {
-  for (const p of procs) p.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exited));
-  await redis?.stop();
-});
-const track = <P extends Proc>(p: P): P => {
-  procs.push(p);
-  return p;
-};
+const track = processTracker(t);
+t.teardown(async () => { await redis?.stop(); });
 // Short locks, so that a killed worker's job is taken over soon (BullMQ stalled-job recovery).
 const FAST_RECOVERY = ['--lock-duration-ms', '4000', '--stalled-interval-ms', '1000'];
 

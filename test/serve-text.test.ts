@@ -13,23 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randn } from '../lib/pipelines/random.js';
 import { requireBuiltCli } from './support/cli.js';
-import { postImages, startRedis, startServe, startWorker, type JsonImages, type Proc, type ServeProc } from './support/serve-process.js';
+import { postImages, processTracker, startRedis, startServe, startWorker, type JsonImages, type ServeProc } from './support/serve-process.js';
 import { textPipelineFolder } from './support/text-pipeline-folder.js';
 
 t.before(requireBuiltCli);
 
 const dir = mkdtempSync(join(tmpdir(), 'svdq-serve-text-'));
 const folder = textPipelineFolder(join(dir, 'pixart'), 'PixArtSigmaPipeline', 'pixart', 'dpmpp2m_sd');
-const servers: Proc[] = [];
-const spawnTracked = <P extends Proc>(p: P): P => {
-  servers.push(p);
-  return p;
-};
-t.teardown(async () => {
-  for (const s of servers) s.kill('SIGKILL');
-  await Promise.all(servers.map((s) => s.exited));
-  rmSync(dir, { recursive: true, force: true });
-});
+const spawnTracked = processTracker(t);
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 async function serve(args: string[]): Promise<ServeProc> {
   return spawnTracked(await startServe(['--model', folder, ...args]));
 }

@@ -17,13 +17,12 @@
 import { ArgumentError } from '../errors.js';
 import type { Module } from '../graph/module.js';
 import { AutoencoderKL } from '../models/autoencoder-kl.js';
-import { loadModel, type LoadProgress } from '../models/loader.js';
+import type { LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
 import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
 import { doubleBatch, epsChannels, guide } from './guidance.js';
 import { randnBatch } from './random.js';
-import { decodeLatents, hasComponent, isDirectory, loadVae, MODEL_INDEX_NAME, readModelIndex, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
-import { loadSchedulerConfig } from './schedulers/config-file.js';
+import { decodeLatents, loadPipelineComponents, MODEL_INDEX_NAME, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
 import { schedulerFromConfig } from './schedulers/registry.js';
 import type { Scheduler } from './schedulers/types.js';
 
@@ -166,44 +165,7 @@ export class DiTPipeline {
    * `options.scheduler` naming where the scheduler (and VAE, class names) come from.
    */
   static async fromPretrained(source: string, options: DiTPipelineLoadOptions = {}): Promise<DiTPipeline> {
-    if (typeof source !== 'string' || source.length === 0) throw new ArgumentError('source', 'a diffusers pipeline folder or a checkpoint file', source);
-    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { scheduler, vae, id2label, onProgress }', options);
-    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new ArgumentError('options.onProgress', 'a function', options.onProgress);
-    const progress = (component: 'transformer' | 'vae') => (p: LoadProgress) => options.onProgress?.({ ...p, component });
-
-    const sourceIsFolder = await isDirectory(source);
-    const schedulerIsFolder = typeof options.scheduler === 'string' && await isDirectory(options.scheduler);
-    // Where the defaults for scheduler, VAE and class names come from: the source folder, else a pipeline folder given as the scheduler.
-    const home = sourceIsFolder ? source : schedulerIsFolder ? options.scheduler as string : undefined;
-    const index = home === undefined ? null : await readModelIndex(home);
-    if (sourceIsFolder && index === null) {
-      throw new ArgumentError('source', `a diffusers pipeline folder with ${MODEL_INDEX_NAME} (for a model folder, build the pipeline with new DiTPipeline({ transformer: await loadModel(dir), scheduler }))`, source);
-    }
-
-    const transformer = sourceIsFolder
-      ? await loadModel(source, { subfolder: 'transformer', onProgress: progress('transformer') })
-      : await loadModel(source, { onProgress: progress('transformer') });
-
-    let scheduler: Scheduler;
-    if (options.scheduler === undefined) {
-      if (!sourceIsFolder) throw new ArgumentError('options.scheduler', 'a scheduler (folder, config or Scheduler) when loading a checkpoint file, e.g. the pipeline folder it came from', undefined);
-      scheduler = schedulerFromConfig(await loadSchedulerConfig(source));
-    } else if (typeof options.scheduler === 'string') {
-      scheduler = schedulerFromConfig(await loadSchedulerConfig(options.scheduler));
-    } else if (typeof (options.scheduler as Scheduler).step === 'function') {
-      scheduler = options.scheduler as Scheduler;
-    } else {
-      scheduler = schedulerFromConfig(options.scheduler);
-    }
-
-    let vae: AutoencoderKL | null = null;
-    if (options.vae === undefined) {
-      if (home !== undefined && hasComponent(index, 'vae')) vae = await loadVae(home, 'vae', progress('vae'));
-    } else if (typeof options.vae === 'string') {
-      vae = await loadVae(options.vae, undefined, progress('vae'));
-    } else {
-      vae = options.vae;
-    }
+    const { transformer, scheduler, vae, index } = await loadPipelineComponents(source, options, 'DiTPipeline', '{ scheduler, vae, id2label, onProgress }');
     const id2label = options.id2label !== undefined ? options.id2label : (index?.id2label as Record<string, string> | undefined) ?? null;
     return new DiTPipeline({ transformer, scheduler, vae, id2label });
   }

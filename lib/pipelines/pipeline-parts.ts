@@ -8,9 +8,13 @@ import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { readConfigFile } from '../io/config-file.js';
 import { AutoencoderKL } from '../models/autoencoder-kl.js';
+import type { Module } from '../graph/module.js';
 import { loadModel, type LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
 import { isSeed } from './random.js';
+import { loadSchedulerConfig } from './schedulers/config-file.js';
+import { schedulerFromConfig } from './schedulers/registry.js';
+import type { Scheduler } from './schedulers/types.js';
 
 export const MODEL_INDEX_NAME = 'model_index.json';
 
@@ -92,3 +96,62 @@ export function scaleTensor(x: Tensor, factor: number): Tensor<'f32'> {
   for (let i = 0; i < src.length; i++) out[i] = Math.fround(src[i] * f);
   return Tensor.fromStorage(out, x.shape, 'f32');
 }
+
+/** Where a pipeline's parts come from (DiTPipeline's and the text pipelines' load options share these). */
+export interface PipelineSourceOptions {
+  readonly scheduler?: Scheduler | object | string;
+  readonly vae?: AutoencoderKL | string | null;
+  readonly onProgress?: (progress: LoadProgress & { component: 'transformer' | 'vae' }) => void;
+}
+
+/**
+ * Loads a pipeline's transformer, scheduler and VAE: from a diffusers pipeline folder
+ * (model_index.json, transformer/, scheduler/, vae/), or from an svdquant checkpoint of the
+ * transformer with `options.scheduler` (and `options.vae`, or a pipeline folder given as
+ * `options.scheduler` that supplies the VAE). Also returns the model_index.json it read (null when
+ * there is no pipeline folder), for pipeline-specific defaults such as DiT's id2label.
+ */
+export async function loadPipelineComponents(source: string, options: PipelineSourceOptions, pipeline: string, optionKeys: string): Promise<{
+  transformer: Module; scheduler: Scheduler; vae: AutoencoderKL | null; index: Record<string, unknown> | null;
+}> {
+  if (typeof source !== 'string' || source.length === 0) throw new ArgumentError('source', 'a diffusers pipeline folder or a checkpoint file', source);
+  if (options === null || typeof options !== 'object') throw new ArgumentError('options', `an object ${optionKeys}`, options);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new ArgumentError('options.onProgress', 'a function', options.onProgress);
+  const progress = (component: 'transformer' | 'vae') => (p: LoadProgress) => options.onProgress?.({ ...p, component });
+
+  const sourceIsFolder = await isDirectory(source);
+  const schedulerIsFolder = typeof options.scheduler === 'string' && await isDirectory(options.scheduler);
+  const home = sourceIsFolder ? source : schedulerIsFolder ? options.scheduler as string : undefined;
+  const index = home === undefined ? null : await readModelIndex(home);
+  if (sourceIsFolder && index === null) {
+    throw new ArgumentError('source', `a diffusers pipeline folder with ${MODEL_INDEX_NAME} (for a model folder, build the pipeline with new ${pipeline}({ transformer: await loadModel(dir), scheduler, vae }))`, source);
+  }
+  if (!sourceIsFolder && options.scheduler === undefined) {
+    throw new ArgumentError('options.scheduler', 'a scheduler (folder, config or Scheduler) when loading a checkpoint file, e.g. the pipeline folder it came from', undefined);
+  }
+  const transformer = sourceIsFolder
+    ? await loadModel(source, { subfolder: 'transformer', onProgress: progress('transformer') })
+    : await loadModel(source, { onProgress: progress('transformer') });
+
+  let scheduler: Scheduler;
+  if (options.scheduler === undefined) {
+    scheduler = schedulerFromConfig(await loadSchedulerConfig(source));
+  } else if (typeof options.scheduler === 'string') {
+    scheduler = schedulerFromConfig(await loadSchedulerConfig(options.scheduler));
+  } else if (typeof (options.scheduler as Scheduler).step === 'function') {
+    scheduler = options.scheduler as Scheduler;
+  } else {
+    scheduler = schedulerFromConfig(options.scheduler);
+  }
+
+  let vae: AutoencoderKL | null = null;
+  if (options.vae === undefined) {
+    if (home !== undefined && hasComponent(index, 'vae')) vae = await loadVae(home, 'vae', progress('vae'));
+  } else if (typeof options.vae === 'string') {
+    vae = await loadVae(options.vae, undefined, progress('vae'));
+  } else {
+    vae = options.vae;
+  }
+  return { transformer, scheduler, vae, index };
+}
+

@@ -13,12 +13,11 @@ import { ArgumentError } from '../errors.js';
 import type { Module } from '../graph/module.js';
 import { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { ModelConfig } from '../models/config.js';
-import { loadModel, type LoadProgress } from '../models/loader.js';
+import type { LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
 import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
-import { decodeLatents, hasComponent, isDirectory, loadVae, MODEL_INDEX_NAME, readModelIndex, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
+import { decodeLatents, loadPipelineComponents, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
 import { randnBatch } from './random.js';
-import { loadSchedulerConfig } from './schedulers/config-file.js';
 import { schedulerFromConfig } from './schedulers/registry.js';
 import type { Scheduler, SetTimestepsOptions } from './schedulers/types.js';
 
@@ -134,44 +133,7 @@ export function configInt(config: Readonly<Record<string, unknown>>, key: string
  * `options.vae`, or a pipeline folder as `options.scheduler` that supplies the VAE).
  */
 export async function loadTextPipelineComponents(source: string, options: TextPipelineLoadOptions, pipeline: string): Promise<Required<TextPipelineComponents>> {
-  if (typeof source !== 'string' || source.length === 0) throw new ArgumentError('source', 'a diffusers pipeline folder or a checkpoint file', source);
-  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object { scheduler, vae, onProgress }', options);
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new ArgumentError('options.onProgress', 'a function', options.onProgress);
-  const progress = (component: 'transformer' | 'vae') => (p: LoadProgress) => options.onProgress?.({ ...p, component });
-
-  const sourceIsFolder = await isDirectory(source);
-  const schedulerIsFolder = typeof options.scheduler === 'string' && await isDirectory(options.scheduler);
-  const home = sourceIsFolder ? source : schedulerIsFolder ? options.scheduler as string : undefined;
-  const index = home === undefined ? null : await readModelIndex(home);
-  if (sourceIsFolder && index === null) {
-    throw new ArgumentError('source', `a diffusers pipeline folder with ${MODEL_INDEX_NAME} (for a model folder, build the pipeline with new ${pipeline}({ transformer: await loadModel(dir), scheduler, vae }))`, source);
-  }
-  if (!sourceIsFolder && options.scheduler === undefined) {
-    throw new ArgumentError('options.scheduler', 'a scheduler (folder, config or Scheduler) when loading a checkpoint file, e.g. the pipeline folder it came from', undefined);
-  }
-  const transformer = sourceIsFolder
-    ? await loadModel(source, { subfolder: 'transformer', onProgress: progress('transformer') })
-    : await loadModel(source, { onProgress: progress('transformer') });
-
-  let scheduler: Scheduler;
-  if (options.scheduler === undefined) {
-    scheduler = schedulerFromConfig(await loadSchedulerConfig(source));
-  } else if (typeof options.scheduler === 'string') {
-    scheduler = schedulerFromConfig(await loadSchedulerConfig(options.scheduler));
-  } else if (typeof (options.scheduler as Scheduler).step === 'function') {
-    scheduler = options.scheduler as Scheduler;
-  } else {
-    scheduler = schedulerFromConfig(options.scheduler);
-  }
-
-  let vae: AutoencoderKL | null = null;
-  if (options.vae === undefined) {
-    if (home !== undefined && hasComponent(index, 'vae')) vae = await loadVae(home, 'vae', progress('vae'));
-  } else if (typeof options.vae === 'string') {
-    vae = await loadVae(options.vae, undefined, progress('vae'));
-  } else {
-    vae = options.vae;
-  }
+  const { transformer, scheduler, vae } = await loadPipelineComponents(source, options, pipeline, '{ scheduler, vae, onProgress }');
   return { transformer, scheduler, vae };
 }
 

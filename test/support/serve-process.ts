@@ -55,6 +55,22 @@ export function spawnProc(command: string, args: string[], env: NodeJS.ProcessEn
   };
 }
 
+/**
+ * A function that registers a spawned process to be killed (SIGKILL) and awaited when the test file
+ * ends (`t.teardown`), and returns it.
+ */
+export function processTracker(t: { teardown(fn: () => unknown): void }): <P extends Proc>(p: P) => P {
+  const procs: Proc[] = [];
+  t.teardown(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await Promise.all(procs.map((p) => p.exited));
+  });
+  return (p) => {
+    procs.push(p);
+    return p;
+  };
+}
+
 export interface ServeProc extends Proc {
   readonly url: string;
 }
