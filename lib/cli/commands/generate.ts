@@ -5,7 +5,9 @@
  */
 
 import { saveCheckpoint } from '../../runtime/checkpoint.js';
-import { quantizeModel } from '../../quant/quantize-model.js';
+import { quantizeModel, type CalibrationData } from '../../quant/quantize-model.js';
+import type { SVDQuantConfigInput } from '../../quant/config.js';
+import type { Module } from '../../graph/module.js';
 import { writePng } from '../../image/png.js';
 import { parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.js';
 import { intOption, numberOption } from '../options.js';
@@ -112,14 +114,7 @@ export const generateCommand: CliCommand = {
       progress.info(`calibrating from pipeline runs: ${calibLabels.length} labels x ${calibSteps} steps`);
       const calibration = await captureCalibration(pipe, { labels: calibLabels, seed: 1_000_000, steps: calibSteps, guidanceScale: guidance },
         (done, total) => progress.step(done, total, 'calibration steps', done === total));
-      progress.info(`quantizing (${quantConfig.scheme}, rank ${quantConfig.rank}) from ${calibration.count} captured model calls`);
-      const report = await quantizeModel(pipe.transformer, quantConfig, calibration);
-      quantizeSeconds = (performance.now() - t0) / 1000;
-      progress.info(`${report.layers.length} layers quantized, ${report.skipped.length} kept in fp32 (${quantizeSeconds.toFixed(1)} s)`);
-      if (typeof values.save === 'string') {
-        await saveCheckpoint(pipe.transformer, values.save);
-        progress.info(`wrote the quantized checkpoint to ${values.save}`);
-      }
+      quantizeSeconds = await quantizeAndSave(pipe.transformer, quantConfig, calibration, values.save, progress, t0);
     }
     const bytes = modelBytes(pipe.transformer);
     await runNatively(pipe, threads);
@@ -195,14 +190,7 @@ async function generateFromEmbeddings(io: CliIo, values: TextValues, run: Common
       prompts: [embeddings as { promptEmbeds: Tensor }], height, width, seeds: 1_000_000, numInferenceSteps: run.calibSteps, guidanceScale: guidance,
       onStep: () => progress.step(++done, run.calibSteps, 'calibration steps', done === run.calibSteps),
     }).catch((error: unknown) => { throw embeddingsError(error, file); });
-    progress.info(`quantizing (${run.quantConfig.scheme}, rank ${run.quantConfig.rank}) from ${calibration.count} captured model calls`);
-    const report = await quantizeModel(pipe.transformer, run.quantConfig, calibration);
-    quantizeSeconds = (performance.now() - t0) / 1000;
-    progress.info(`${report.layers.length} layers quantized, ${report.skipped.length} kept in fp32 (${quantizeSeconds.toFixed(1)} s)`);
-    if (typeof values.save === 'string') {
-      await saveCheckpoint(pipe.transformer, values.save);
-      progress.info(`wrote the quantized checkpoint to ${values.save}`);
-    }
+    quantizeSeconds = await quantizeAndSave(pipe.transformer, run.quantConfig, calibration, values.save, progress, t0);
   }
   const bytes = modelBytes(pipe.transformer);
   await runNatively(pipe, run.threads);
@@ -223,4 +211,20 @@ async function generateFromEmbeddings(io: CliIo, values: TextValues, run: Common
     : `wrote ${prompts} image(s) of ${result.width}x${result.height} to ${run.out} (${pipe.name}; seeds ${run.seed}..${run.seed + prompts - 1})\n` +
       `sampling: ${(result.timings.totalMs / 1000).toFixed(2)} s for ${steps} steps; model ${formatBytes(bytes)}${report.quantized ? ' (quantized)' : ''}\n`);
   return 0;
+}
+
+/** Quantizes the denoiser from the captured calibration, saves it when asked; the seconds since t0. */
+async function quantizeAndSave(
+  transformer: Module, config: SVDQuantConfigInput, calibration: CalibrationData & { count: number },
+  save: unknown, progress: ProgressType, t0: number,
+): Promise<number> {
+  progress.info(`quantizing (${config.scheme}, rank ${config.rank}) from ${calibration.count} captured model calls`);
+  const report = await quantizeModel(transformer, config, calibration);
+  const seconds = (performance.now() - t0) / 1000;
+  progress.info(`${report.layers.length} layers quantized, ${report.skipped.length} kept in fp32 (${seconds.toFixed(1)} s)`);
+  if (typeof save === 'string') {
+    await saveCheckpoint(transformer, save);
+    progress.info(`wrote the quantized checkpoint to ${save}`);
+  }
+  return seconds;
 }
