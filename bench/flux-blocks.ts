@@ -121,7 +121,7 @@ function inputs(image: number, text: number, hidden: number): Inputs {
 async function measure(o: Options, c: Case, scheme: SchemeName | 'fp32', x: Inputs, calibration: Inputs): Promise<{ ms: number; linear: number; cpuOutside: number }> {
   const model = c.build();
   if (scheme !== 'fp32') {
-    await quantizeModel(model, { scheme, rank: 32, preset: 'flux', threads: o.threads }, [c.calibrate(calibration)]);
+    await quantizeModel(model, { scheme, rank: 32, preset: 'flux', threads: o.threads, searchAlpha: false, gptq: false }, [c.calibrate(calibration)]);
     await enableNativeInference(model, { backend: 'cpu', threads: o.threads });
   }
   const linear = timeLinears(model);
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     },
   ];
   console.log(`# Flux blocks: hidden ${o.hidden} (${heads} heads × 128), ${o.image} image + ${o.text} text tokens, batch 1, median of ${o.reps} runs, native CPU backend, threads ${o.threads || 'all physical cores'}`);
-  console.log('(quantized: rank 32, the flux preset keeps the adaLN linears in fp32; calibrated on 256 + 64 tokens)\n');
+  console.log('(quantized: rank 32, fixed α, RTN (a speed bench: the α search and GPTQ change the weights, not the work); the flux preset keeps the adaLN linears in fp32; calibrated on 256 + 64 tokens)\n');
   const x = inputs(o.image, o.text, o.hidden);
   const calibration = inputs(256, 64, o.hidden);
   for (const c of o.attentionOnly ? [] : cases) {
