@@ -18,6 +18,7 @@ import type { QuantizedTensor } from '../formats/quantize.js';
 import { NativeLowbitLayer } from '../runtime/native-layer.js';
 import { Module } from '../graph/module.js';
 import { declareReleaseSafe } from '../graph/release.js';
+import { trackTensor } from '../graph/scope.js';
 import type { LowbitLayerData } from '../runtime/native-layer.js';
 import { matmulNT, matmulNTAccumulate } from './ops.js';
 
@@ -182,7 +183,7 @@ export class ErrorCorrectedLinear extends Module {
       const d = await matmulNT(xhat, m, k, lDown!.data, r, undefined, threads);
       await matmulNTAccumulate(y, d, m, r, lUp!.data, n, threads);
     }
-    return Tensor.fromStorage(y, [...x.shape.slice(0, -1), n], 'f32');
+    return trackTensor(Tensor.fromStorage(y, [...x.shape.slice(0, -1), n], 'f32'));
   }
 
   override toString(): string {

@@ -15,6 +15,7 @@
 import { ArgumentError, BackendUnavailableError, GpuError, GpuUnsupportedError } from '../errors.js';
 import { Module } from '../graph/module.js';
 import { declareReleaseSafe } from '../graph/release.js';
+import { trackTensor } from '../graph/scope.js';
 import { Tensor } from '../tensor.js';
 import { ErrorCorrectedLinear } from '../quant/error-corrected-linear.js';
 import { parentCounts } from '../quant/quantize-model.js';
@@ -128,7 +129,9 @@ export class NativeLinear extends Module {
     const layer = this.#layer;
     this.#inFlight.set(layer, (this.#inFlight.get(layer) ?? 0) + 1);
     try {
-      return await layer.forward(inputs[0], { lowRank: this.lowRank, threads: this.threads });
+      // Tracked like every op output, so the enclosing module frees it when done with it (left to
+      // V8, the 4-bit model's outputs alone triggered a major GC every few layers).
+      return trackTensor(await layer.forward(inputs[0], { lowRank: this.lowRank, threads: this.threads }));
     } finally {
       const left = this.#inFlight.get(layer)! - 1;
       if (left > 0) this.#inFlight.set(layer, left);
