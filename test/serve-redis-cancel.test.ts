@@ -7,7 +7,7 @@
 import t from 'tap';
 import { Queue } from 'bullmq';
 import { requireBuiltCli } from './support/cli.js';
-import { metric, postImages, processTracker, startRedis, startServe, startWorker, waitForMetric, type JsonImages } from './support/serve-process.js';
+import { metric, postImages, processTracker, startRedis, startServe, startWorker, stopGracefully, waitForMetric, type JsonImages } from './support/serve-process.js';
 
 t.before(requireBuiltCli);
 
@@ -66,12 +66,8 @@ t.test('a client disconnecting while a worker runs its job: the job leaves the b
   await worker.waitFor(new RegExp(`job ${bad.id} failed: invalid field .classLabels.: class ids below 10, got 42`));
   t.equal(await waitForMetric(metricsUrl, 'svdquant_worker_jobs_total{state="failed"}', (v) => v === 1), 1);
 
-  worker.kill('SIGTERM');
-  t.equal(await worker.exited, 0);
-  front.kill('SIGTERM');
-  local.kill('SIGTERM');
-  t.equal(await front.exited, 0);
-  t.equal(await local.exited, 0);
+  t.same(await stopGracefully(worker), [0], 'the worker exits 0 on SIGTERM');
+  t.same(await stopGracefully(front, local), [0, 0], 'front and local exit 0 on SIGTERM');
 });
 
 t.test('a job cancelled while it waits is removed before any worker takes it', async (t) => {
@@ -105,9 +101,7 @@ t.test('a job cancelled while it waits is removed before any worker takes it', a
 
   // A worker started now finds nothing to do.
   const worker = track(await startWorker(['--queue', redis.url, '--queue-name', 'idle']));
-  worker.kill('SIGTERM');
-  t.equal(await worker.exited, 0);
+  t.same(await stopGracefully(worker), [0], 'the worker exits 0 on SIGTERM');
   t.notMatch(worker.output(), /job \S+ active/, 'no cancelled job ran');
-  front.kill('SIGTERM');
-  t.equal(await front.exited, 0);
+  t.same(await stopGracefully(front), [0], 'the front exits 0 on SIGTERM');
 });

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { requireBuiltCli } from './support/cli.js';
-import { postImages, processTracker, startRedis, startServe, startWorker, type JsonImages } from './support/serve-process.js';
+import { postImages, processTracker, startRedis, startServe, startWorker, stopGracefully, type JsonImages } from './support/serve-process.js';
 
 t.before(requireBuiltCli);
 
@@ -47,13 +47,9 @@ t.test('serve --queue + worker: images come back to the request and by job id; t
   const invalid = await postImages(front.url, { labels: [12] });
   t.equal(invalid.status, 400, 'validated in front, against the model\'s classes');
 
-  worker.kill('SIGTERM');
-  t.equal(await worker.exited, 0);
+  t.same(await stopGracefully(worker), [0], 'the worker exits 0 on SIGTERM');
   t.match(worker.output(), /stopped after SIGTERM/);
-  front.kill('SIGTERM');
-  local.kill('SIGTERM');
-  t.equal(await front.exited, 0);
-  t.equal(await local.exited, 0);
+  t.same(await stopGracefully(front, local), [0, 0], 'front and local exit 0 on SIGTERM');
 });
 
 t.test('a worker killed with SIGKILL mid-job: another worker completes the job and the request gets it', async (t) => {
@@ -69,10 +65,7 @@ t.test('a worker killed with SIGKILL mid-job: another worker completes the job a
   t.equal(response.status, 200, 'no job lost');
   t.equal((response.json as JsonImages).worker, rescuer.id, 'completed by the other worker');
   t.ok(await rescuer.waitFor(new RegExp(`job ${jobId} completed`)), 'the rescuer logs the same job id as completed');
-  rescuer.kill('SIGTERM');
-  front.kill('SIGTERM');
-  t.equal(await rescuer.exited, 0);
-  t.equal(await front.exited, 0);
+  t.same(await stopGracefully(rescuer, front), [0, 0], 'rescuer and front exit 0 on SIGTERM');
 });
 
 t.test('readiness follows Redis: 503 once it is gone; SIGTERM still exits 0', async (t) => {
@@ -88,6 +81,5 @@ t.test('readiness follows Redis: 503 once it is gone; SIGTERM still exits 0', as
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  front.kill('SIGTERM');
-  t.equal(await front.exited, 0);
+  t.same(await stopGracefully(front), [0], 'the front exits 0 on SIGTERM');
 });

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randn } from '../lib/pipelines/random.js';
 import { requireBuiltCli } from './support/cli.js';
-import { postImages, processTracker, startRedis, startServe, startWorker, type JsonImages, type ServeProc } from './support/serve-process.js';
+import { postImages, processTracker, startRedis, startServe, startWorker, stopGracefully, type JsonImages, type ServeProc } from './support/serve-process.js';
 import { textPipelineFolder } from './support/text-pipeline-folder.js';
 
 t.before(requireBuiltCli);
@@ -119,10 +119,6 @@ t.test('over the queue: serve --queue and a worker with the same text model give
   const bad = await postImages(front.url, { embeddings: { ...pixartEmbeddings(1, 5), prompt_embeds: tensor(randn([1, 6, 16], 1).data, [1, 6, 16]) } });
   t.equal(bad.status, 400, 'shapes checked by the front end before queueing');
   t.match(bad.json.message, /invalid field 'embeddings.prompt_embeds'/);
-  worker.kill('SIGTERM');
-  t.equal(await worker.exited, 0);
-  front.kill('SIGTERM');
-  local.kill('SIGTERM');
-  t.equal(await front.exited, 0);
-  t.equal(await local.exited, 0);
+  t.same(await stopGracefully(worker), [0], 'the worker exits 0 on SIGTERM');
+  t.same(await stopGracefully(front, local), [0, 0], 'front and local exit 0 on SIGTERM');
 });

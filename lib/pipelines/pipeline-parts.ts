@@ -99,7 +99,9 @@ export function scaleTensor(x: Tensor, factor: number): Tensor<'f32'> {
 
 /** Where a pipeline's parts come from (DiTPipeline's and the text pipelines' load options share these). */
 export interface PipelineSourceOptions {
+  /** The scheduler: a Scheduler, a config object, or a path (scheduler folder or pipeline folder). Default: the pipeline folder's scheduler/; required for a checkpoint file. */
   readonly scheduler?: Scheduler | object | string;
+  /** The VAE: a model, a VAE folder, or null for none. Default: the pipeline folder's vae/ (or that of a pipeline folder given as `scheduler`). */
   readonly vae?: AutoencoderKL | string | null;
   readonly onProgress?: (progress: LoadProgress & { component: 'transformer' | 'vae' }) => void;
 }

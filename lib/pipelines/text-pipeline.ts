@@ -13,10 +13,9 @@ import { ArgumentError } from '../errors.js';
 import type { Module } from '../graph/module.js';
 import { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { ModelConfig } from '../models/config.js';
-import type { LoadProgress } from '../models/loader.js';
 import { Tensor } from '../tensor.js';
 import { checkRows, checkSignal, denoise, scatterRows, selectRows, throwIfAborted, type StepInfo } from './denoising-loop.js';
-import { decodeLatents, loadPipelineComponents, resolveSeeds, scaleTensor, toUnitRange } from './pipeline-parts.js';
+import { decodeLatents, loadPipelineComponents, resolveSeeds, scaleTensor, toUnitRange, type PipelineSourceOptions } from './pipeline-parts.js';
 import { randnBatch } from './random.js';
 import { schedulerFromConfig } from './schedulers/registry.js';
 import type { Scheduler, SetTimestepsOptions } from './schedulers/types.js';
@@ -33,13 +32,8 @@ export interface TextPipelineComponents {
   readonly vae?: AutoencoderKL | null;
 }
 
-export interface TextPipelineLoadOptions {
-  /** The scheduler: a Scheduler, a config object, or a path (scheduler folder or pipeline folder). Default: the pipeline folder's scheduler/; required for a checkpoint file. */
-  readonly scheduler?: Scheduler | object | string;
-  /** The VAE: a model, a VAE folder, or null for none. Default: the pipeline folder's vae/ (or that of a pipeline folder given as `scheduler`). */
-  readonly vae?: AutoencoderKL | string | null;
-  readonly onProgress?: (progress: LoadProgress & { component: 'transformer' | 'vae' }) => void;
-}
+/** Where a text pipeline's parts come from: the same options as DiTPipeline's. */
+export type TextPipelineLoadOptions = PipelineSourceOptions;
 
 /** The options every text-conditioned generate call takes, beside its prompt embeddings. */
 export interface TextGenerateCommonOptions {

@@ -115,30 +115,52 @@ TEST(ops_activations_softmax_add_match_reference) {
   CHECK(std::isnan(out[0]) && std::isnan(out[1]));
 }
 
-TEST(ops_attention_matches_reference_and_thread_counts_agree) {
-  const int64_t batch = 2, tokens = 37, heads = 3, hd = 8, d = heads * hd;
-  const size_t n = static_cast<size_t>(batch * tokens * d);
-  const auto q = random_vec(n, 6, 2.0f), k = random_vec(n, 7, 2.0f), v = random_vec(n, 8, 1.0f);
-  std::vector<double> ref(n);
-  const double scale = 1 / std::sqrt(double(hd));
+namespace {
+
+// The general attention reference in double: q and out [B, Tq, H·hd], k and v [B, Tk, H·hd],
+// key_bias [B, Tk] or empty; a row whose scores are all -Inf gives NaN (0/0), as the op.
+std::vector<double> attention_ref_general(const std::vector<float>& q, const std::vector<float>& k,
+                                          const std::vector<float>& v, const std::vector<float>& bias,
+                                          int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t hd,
+                                          double scale) {
+  const int64_t d = heads * hd;
+  std::vector<double> ref(q.size());
+  std::vector<double> s(static_cast<size_t>(tk));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < tokens; ++i) {
-        std::vector<double> s(static_cast<size_t>(tokens));
-        double mx = -1e300, sum = 0;
-        for (int64_t j = 0; j < tokens; ++j) {
+      for (int64_t i = 0; i < tq; ++i) {
+        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+        for (int64_t j = 0; j < tk; ++j) {
           double acc = 0;
-          for (int64_t c = 0; c < hd; ++c) acc += double(q[(b * tokens + i) * d + h * hd + c]) * k[(b * tokens + j) * d + h * hd + c];
-          s[j] = acc * scale;
+          for (int64_t c = 0; c < hd; ++c) acc += double(q[(b * tq + i) * d + h * hd + c]) * k[(b * tk + j) * d + h * hd + c];
+          s[j] = acc * scale + (bias.empty() ? 0.0 : double(bias[b * tk + j]));
           mx = std::max(mx, s[j]);
         }
         for (auto& e : s) sum += (e = std::exp(e - mx));
         for (int64_t c = 0; c < hd; ++c) {
           double acc = 0;
-          for (int64_t j = 0; j < tokens; ++j) acc += s[j] / sum * v[(b * tokens + j) * d + h * hd + c];
-          ref[(b * tokens + i) * d + h * hd + c] = acc;
+          for (int64_t j = 0; j < tk; ++j) acc += s[j] / sum * v[(b * tk + j) * d + h * hd + c];
+          ref[(b * tq + i) * d + h * hd + c] = acc;
         }
       }
+  return ref;
+}
+
+// Self-attention without a bias ([B, T, H·hd]).
+std::vector<double> attention_ref(const std::vector<float>& q, const std::vector<float>& k,
+                                  const std::vector<float>& v, int64_t batch, int64_t tokens, int64_t heads,
+                                  int64_t hd, double scale) {
+  return attention_ref_general(q, k, v, {}, batch, tokens, tokens, heads, hd, scale);
+}
+
+}  // namespace
+
+TEST(ops_attention_matches_reference_and_thread_counts_agree) {
+  const int64_t batch = 2, tokens = 37, heads = 3, hd = 8, d = heads * hd;
+  const size_t n = static_cast<size_t>(batch * tokens * d);
+  const auto q = random_vec(n, 6, 2.0f), k = random_vec(n, 7, 2.0f), v = random_vec(n, 8, 1.0f);
+  const double scale = 1 / std::sqrt(double(hd));
+  const auto ref = attention_ref(q, k, v, batch, tokens, heads, hd, scale);
   std::vector<float> out1(n), out3(n);
   svdq::ThreadPool p1(1), p3(3);
   svdq::attention_f32(q.data(), k.data(), v.data(), batch, tokens, heads, hd, float(scale), out1.data(), p1);
@@ -322,37 +344,6 @@ TEST(ops_erf_and_gelu_match_the_c_library_on_every_level) {
   }
 }
 
-namespace {
-
-// Attention reference in double ([B, T, H·hd]).
-std::vector<double> attention_ref(const std::vector<float>& q, const std::vector<float>& k,
-                                  const std::vector<float>& v, int64_t batch, int64_t tokens, int64_t heads,
-                                  int64_t hd, double scale) {
-  const int64_t d = heads * hd;
-  std::vector<double> ref(q.size());
-  std::vector<double> s(static_cast<size_t>(tokens));
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < tokens; ++i) {
-        double mx = -1e300, sum = 0;
-        for (int64_t j = 0; j < tokens; ++j) {
-          double acc = 0;
-          for (int64_t c = 0; c < hd; ++c) acc += double(q[(b * tokens + i) * d + h * hd + c]) * k[(b * tokens + j) * d + h * hd + c];
-          s[j] = acc * scale;
-          mx = std::max(mx, s[j]);
-        }
-        for (auto& e : s) sum += (e = std::exp(e - mx));
-        for (int64_t c = 0; c < hd; ++c) {
-          double acc = 0;
-          for (int64_t j = 0; j < tokens; ++j) acc += s[j] / sum * v[(b * tokens + j) * d + h * hd + c];
-          ref[(b * tokens + i) * d + h * hd + c] = acc;
-        }
-      }
-  return ref;
-}
-
-}  // namespace
-
 TEST(ops_every_level_matches_reference_with_tails_and_thread_counts_agree) {
   svdq::ThreadPool p1(1), p3(3);
   for (Isa isa : ops_isas()) {
@@ -443,35 +434,6 @@ TEST(ops_every_level_matches_reference_with_tails_and_thread_counts_agree) {
 }
 
 namespace {
-
-// The general attention reference in double: q and out [B, Tq, H·hd], k and v [B, Tk, H·hd],
-// key_bias [B, Tk] or empty; a row whose scores are all -Inf gives NaN (0/0), as the op.
-std::vector<double> attention_ref_general(const std::vector<float>& q, const std::vector<float>& k,
-                                          const std::vector<float>& v, const std::vector<float>& bias,
-                                          int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t hd,
-                                          double scale) {
-  const int64_t d = heads * hd;
-  std::vector<double> ref(q.size());
-  std::vector<double> s(static_cast<size_t>(tk));
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < tq; ++i) {
-        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
-        for (int64_t j = 0; j < tk; ++j) {
-          double acc = 0;
-          for (int64_t c = 0; c < hd; ++c) acc += double(q[(b * tq + i) * d + h * hd + c]) * k[(b * tk + j) * d + h * hd + c];
-          s[j] = acc * scale + (bias.empty() ? 0.0 : double(bias[b * tk + j]));
-          mx = std::max(mx, s[j]);
-        }
-        for (auto& e : s) sum += (e = std::exp(e - mx));
-        for (int64_t c = 0; c < hd; ++c) {
-          double acc = 0;
-          for (int64_t j = 0; j < tk; ++j) acc += s[j] / sum * v[(b * tk + j) * d + h * hd + c];
-          ref[(b * tq + i) * d + h * hd + c] = acc;
-        }
-      }
-  return ref;
-}
 
 // |got - want| <= tol·(1 + max|v|) wherever want is finite; NaN exactly where want is NaN.
 bool attention_close(const std::vector<float>& got, const std::vector<double>& want, double tol) {

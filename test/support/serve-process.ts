@@ -55,6 +55,12 @@ export function spawnProc(command: string, args: string[], env: NodeJS.ProcessEn
   };
 }
 
+/** Sends SIGTERM to every process at once and resolves with their exit codes (0 each on a graceful stop). */
+export async function stopGracefully(...procs: Proc[]): Promise<Array<number | string>> {
+  for (const p of procs) p.kill('SIGTERM');
+  return Promise.all(procs.map((p) => p.exited));
+}
+
 /**
  * A function that registers a spawned process to be killed (SIGKILL) and awaited when the test file
  * ends (`t.teardown`), and returns it.
