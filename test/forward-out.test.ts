@@ -141,6 +141,19 @@ t.test('SVDQUANT_SPIN_US: an invalid value stops the addon from loading', async 
   t.equal(off.code, 0, '0 (no spinning) is valid');
 });
 
+t.test('SVDQUANT_V8_MEMORY_REDUCER: 0 or 1, anything else stops the addon from loading', async (t) => {
+  requireBuiltCli();
+  for (const bad of ['off', '2', 'true']) {
+    const r = await svdquant(['doctor'], { env: { ...process.env, SVDQUANT_V8_MEMORY_REDUCER: bad } });
+    t.equal(r.code, 1, `SVDQUANT_V8_MEMORY_REDUCER=${bad}`);
+    t.match(r.stderr, new RegExp(`invalid SVDQUANT_V8_MEMORY_REDUCER="${bad}": expected 0 \\(off, the default\\) or 1`));
+  }
+  for (const good of ['0', '1']) {
+    const r = await svdquant(['doctor'], { env: { ...process.env, SVDQUANT_V8_MEMORY_REDUCER: good } });
+    t.equal(r.code, 0, `SVDQUANT_V8_MEMORY_REDUCER=${good} is valid`);
+  }
+});
+
 t.test('an input disposed while a forward reads it stays allocated until the forward ends', async (t) => {
   await collect();
   const layer = await layerOf(256, 512, 8, 12);
