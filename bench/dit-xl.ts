@@ -9,10 +9,12 @@
  * configuration it prints the median forward time over --reps runs, the speed-up against fp32
  * measured in the same run, and the share of time spent outside the Linear layers (every Linear's
  * forward is timed by wrapping it; the rest is the graph's ops and glue), in wall time and in the
- * process's CPU time (all threads), which a loaded machine disturbs far less. A row whose runs disagree
- * is flagged 'spread' (lib/bench/reliability.ts), as is its speed-up. Benchmarks never assert.
+ * process's CPU time (all threads), which a loaded machine disturbs far less, and V8's major GCs per
+ * forward. A row whose runs disagree is flagged 'spread' (lib/bench/reliability.ts), as is its
+ * speed-up. Benchmarks never assert.
  */
 import os from 'node:os';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import {
   buildModel, quantize, enableNativeInference, Linear, NativeLinear, Tensor, type Module,
 } from '../lib/index.js';
@@ -97,9 +99,24 @@ function timeLinears(model: Module): { ms: () => number; cpuMs: () => number; re
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function measure(label: string, model: Module, x: Record<string, Tensor>): Promise<{ ms: number; linearShare: number; cpuOutside: number; flags: Flag[] }> {
+// V8's major GCs: they stop the JavaScript thread and their marking threads compete with the
+// kernels; an unexpected number of them is how the forward's GC problems showed (README, DiT-XL/2).
+let majorGcs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if ((e as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) majorGcs++;
+  }
+}).observe({ entryTypes: ['gc'] });
+/** The observer's entries arrive on a later turn of the event loop. */
+const settled = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
+
+interface Measured { ms: number; linearShare: number; cpuOutside: number; majorGcs: number; flags: Flag[] }
+
+async function measure(label: string, model: Module, x: Record<string, Tensor>): Promise<Measured> {
   const timer = timeLinears(model);
   await model.call(x as never); // warm-up: packs, pools, page faults
+  await settled();
+  const gcsBefore = majorGcs;
   const times: number[] = [];
   const shares: number[] = [], cpuOutside: number[] = [];
   for (let r = 0; r < reps; r++) {
@@ -115,7 +132,11 @@ async function measure(label: string, model: Module, x: Record<string, Tensor>):
     const cpuMs = (c.user + c.system) / 1000;
     cpuOutside.push((cpuMs - timer.cpuMs()) / cpuMs);
   }
-  const result = { ms: median(times), linearShare: median(shares), cpuOutside: median(cpuOutside), flags: new Flags().spread(times).list() };
+  await settled();
+  const result = {
+    ms: median(times), linearShare: median(shares), cpuOutside: median(cpuOutside), majorGcs: (majorGcs - gcsBefore) / reps,
+    flags: new Flags().spread(times).list(),
+  };
   process.stderr.write(`  ${label}: ${times.map((t) => t.toFixed(0)).join(' ')} ms\n`);
   return result;
 }
@@ -125,10 +146,10 @@ async function main(): Promise<void> {
   console.log(`# DiT-XL/2-256 forward (${layers} blocks, hidden 1152, 16 heads, ${batch}×256 tokens), ${threads} threads, median of ${reps}`);
   console.log(`machine: ${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} logical CPUs, load ${load.map((l) => l.toFixed(2)).join(' ')} at start\n`);
   const x = inputs();
-  const rows: [string, number, number, number, Flag[]][] = [];
+  const rows: [string, Measured][] = [];
   const fp32 = randomModel();
   const base = await measure('fp32', fp32, x);
-  rows.push(['fp32 (native fp32 GEMM)', base.ms, base.linearShare, base.cpuOutside, base.flags]);
+  rows.push(['fp32 (native fp32 GEMM)', base]);
   // One calibration batch: the benchmark measures speed, not quality; rank 32 as the paper.
   const calibration = [inputs()];
   for (const scheme of schemes) {
@@ -137,16 +158,15 @@ async function main(): Promise<void> {
     await quantize(model, { scheme: scheme as never, rank: 32, searchAlpha: false, gptq: false }, calibration);
     process.stderr.write(`  quantized ${scheme} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     await enableNativeInference(model, { backend: 'cpu', threads });
-    const r = await measure(scheme, model, x);
-    rows.push([`${scheme} native`, r.ms, r.linearShare, r.cpuOutside, r.flags]);
+    rows.push([`${scheme} native`, await measure(scheme, model, x)]);
   }
-  console.log('| model | forward ms | speed-up vs fp32 | time in Linear layers | outside Linear (ops + glue) | CPU time outside Linear |');
-  console.log('|---|---:|---:|---:|---:|---:|');
-  for (const [name, ms, share, cpuOutside, flags] of rows) {
-    const both = [...new Set([...flags, ...base.flags])];
-    console.log(`| ${name} | ${marked(ms.toFixed(1), flags)} | ${marked(`${(base.ms / ms).toFixed(2)}×`, both)} | ${(share * 100).toFixed(1)}% | ${((1 - share) * 100).toFixed(1)}% | ${(cpuOutside * 100).toFixed(1)}% |`);
+  console.log('| model | forward ms | speed-up vs fp32 | time in Linear layers | outside Linear (ops + glue) | CPU time outside Linear | major GCs per forward |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const [name, r] of rows) {
+    const both = [...new Set([...r.flags, ...base.flags])];
+    console.log(`| ${name} | ${marked(r.ms.toFixed(1), r.flags)} | ${marked(`${(base.ms / r.ms).toFixed(2)}×`, both)} | ${(r.linearShare * 100).toFixed(1)}% | ${((1 - r.linearShare) * 100).toFixed(1)}% | ${(r.cpuOutside * 100).toFixed(1)}% | ${r.majorGcs.toFixed(1)} |`);
   }
-  for (const [flag, text] of flagLegend(rows.map((r) => ({ flags: r[4] })))) console.log(`\n! ${flag}: ${text} (not a result)`);
+  for (const [flag, text] of flagLegend(rows.map(([, r]) => ({ flags: r.flags })))) console.log(`\n! ${flag}: ${text} (not a result)`);
   console.log(`\nload at end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 

@@ -49,6 +49,10 @@ export interface NativeHostPoolStats {
   /** Bytes handed out and not yet returned; bytes kept idle for reuse. */
   liveBytes: number;
   cachedBytes: number;
+  /** Bytes of live arrays that a memory scope will free, which V8 is told not to count (lib/graph/scope.ts). */
+  scopedBytes: number;
+  /** V8's count of external memory, which its garbage-collection triggers use (not the pool's: the isolate's). */
+  v8ExternalBytes: number;
 }
 
 /** A native SVDQuant layer in kernel format (native/addon/layer_binding.cpp). */
@@ -222,6 +226,12 @@ export interface NativeAddon {
    * is (false). Used by lib/graph/release.ts.
    */
   releaseF32(a: Float32Array): boolean;
+  /**
+   * Whether a memory scope will free the storage of `a` (an array a native op allocated, covering
+   * its whole buffer): while scoped, V8 does not count it towards its garbage-collection triggers.
+   * False (nothing done) for any other array. Used by lib/graph/scope.ts.
+   */
+  setF32Scoped(a: Float32Array, scoped: boolean): boolean;
   /** y[r, :] = LayerNorm of x[r, :] over `dim` (biased variance), times gamma plus beta (null: 1 and 0). */
   layerNorm(x: Float32Array, rows: number, dim: number, gamma: Float32Array | null, beta: Float32Array | null,
     eps: number, y: Float32Array, threads: number): Promise<void>;

@@ -179,3 +179,48 @@ t.test('scopes skip tensors the code disposed itself (their data throws since is
   }));
   t.same([...out.data], [...x.data].map((v) => v + 3), 'chain with a state disposed by its step');
 });
+
+t.test("V8 does not count the storage a scope will free towards its GCs, and counts what leaves the scopes", async (t) => {
+  // Why this matters: V8 charges every rise of external memory against an old-generation budget of
+  // a few MiB for a small JavaScript heap, so scoped intermediates used to start a major GC every
+  // few ops (lib/graph/scope.ts). V8's own counter (the isolate's, which its triggers use) is checked.
+  const { gelu: g, withScope, keep } = await import('../lib/index.js');
+  const external = (): number => native().hostPoolStats().v8ExternalBytes;
+  const n = 4 << 20; // 16 MiB of f32 per op output
+  const bytes = 4 * n;
+  const x = randomTensor([n / 1024, 1024], 1, rng(21));
+  (await g(x)).dispose(); // settles the accounting of x's own buffer
+  const slack = 2 << 20; // other small arrays the runtime may make meanwhile
+
+  // Outside any scope an op's output is counted (dropped, the collector must know about it).
+  let before = external();
+  const loose = await g(x);
+  t.ok(external() - before >= bytes - slack, `an output outside scopes is counted (+${external() - before} bytes)`);
+  loose.dispose();
+  t.ok(Math.abs(external() - before) < slack, 'and uncounted when disposed');
+
+  before = external();
+  let during = 0;
+  let kept: Tensor | undefined;
+  const result = await withScope(async () => {
+    const a = await g(x);
+    const b = await g(a);
+    kept = keep(await g(b));
+    during = external() - before;
+    t.equal(native().hostPoolStats().scopedBytes, 2 * bytes, 'the pool knows which arrays are scoped');
+    return g(b);
+  });
+  t.ok(during < bytes + slack, `inside a scope only the kept tensor is counted (+${during} bytes for 2 scoped outputs and 1 kept)`);
+  t.ok(during >= bytes - slack, 'keep() makes a tensor counted again');
+  const after = external() - before;
+  t.ok(after >= 2 * bytes - slack && after < 2 * bytes + slack, `the result and the kept tensor are counted once the scope closes (+${after} bytes)`);
+  result.dispose();
+  kept!.dispose();
+  t.ok(Math.abs(external() - before) < slack, 'and nothing remains counted once they are disposed');
+  t.equal(native().hostPoolStats().scopedBytes, 0, 'no array is left scoped');
+
+  // The binding itself: only whole pool arrays, typed errors for bad arguments.
+  t.equal(native().setF32Scoped(new Float32Array(8), true), false, 'a JavaScript-allocated array: left alone');
+  t.throws(() => native().setF32Scoped(new Uint8Array(4) as unknown as Float32Array, true), { code: 'ERR_SVDQ_ARGUMENT', message: /'a'/ });
+  t.throws(() => native().setF32Scoped(new Float32Array(4), 1 as unknown as boolean), { code: 'ERR_SVDQ_ARGUMENT', message: /'scoped'/ });
+});

@@ -14,8 +14,16 @@
  * that keeps a tensor made during a forward (a cache) calls `keep(t)`. `chain` runs a list of
  * blocks on a running state and frees each intermediate state once the next block has consumed it;
  * `withScope(fn)` gives code outside modules (a sampling loop) the same release.
+ *
+ * While a releasable scope tracks a tensor, V8 does not count its native storage towards its
+ * garbage-collection triggers (`setScoped`): V8 charges every rise of external memory against an
+ * old-generation budget of a few MiB for a small JavaScript heap, so the intermediates of each
+ * block, freed by the scope a moment later anyway, started a major GC every few ops (DiT-XL/2 w4a4:
+ * ~90 per forward, 20-30% of its time). Tensors that leave the scopes (a forward's result, `keep`)
+ * count again, so that dropped outputs still drive the collector.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { loadedNative } from '../native.js';
 import { Tensor } from '../tensor.js';
 
 class Scope {
@@ -27,8 +35,21 @@ const current = new AsyncLocalStorage<Scope>();
 
 /** Adds a freshly made tensor (an op's output) to the current scope, if any; returns it. */
 export function trackTensor<T extends Tensor>(t: T): T {
-  current.getStore()?.tracked.add(t);
+  const scope = current.getStore();
+  if (scope !== undefined) {
+    scope.tracked.add(t);
+    if (scope.releasable) setScoped(t, true);
+  }
   return t;
+}
+
+/** Hides native storage that a scope will free from V8's GC triggers, or shows it again. */
+function setScoped(t: Tensor, scoped: boolean): void {
+  if (t.disposed) return;
+  const data = t.data;
+  if (data instanceof Float32Array && data.byteLength > 0 && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+    loadedNative()?.setF32Scoped(data, scoped);
+  }
 }
 
 /** Every Tensor in `value`: itself, or inside arrays and plain objects (a few levels deep). */
@@ -54,15 +75,22 @@ function storageOf(tensors: readonly Tensor[]): Set<ArrayBufferLike> {
 export function keep<T>(value: T): T {
   const tensors = tensorsIn(value);
   for (let s = current.getStore(); s !== undefined; s = s.parent) for (const t of tensors) s.tracked.delete(t);
+  for (const t of tensors) setScoped(t, false);
   return value;
 }
 
 function close(scope: Scope, result: unknown): void {
   const live = storageOf(tensorsIn(result));
+  const parent = scope.parent;
   for (const t of scope.tracked) {
     if (t.disposed) continue;
-    if (live.has(t.data.buffer)) scope.parent?.tracked.add(t);
-    else if (scope.releasable) t.dispose();
+    if (live.has(t.data.buffer)) {
+      parent?.tracked.add(t);
+      // Leaving the releasable scopes: the collector (or the caller's dispose) frees it now.
+      if (scope.releasable && parent?.releasable !== true) setScoped(t, false);
+    } else if (scope.releasable) {
+      t.dispose();
+    }
   }
   scope.tracked.clear();
 }

@@ -216,8 +216,10 @@ void register_bench(Napi::Env env, Napi::Object exports) {
     o.Set("error", Napi::String::New(e, svdq::amx_setting_error()));
     return o;
   }, "amxInfo"));
-  // hostPoolStats() -> { allocs, reused, freshLarge, freshBytes, liveBytes, cachedBytes }: the output-buffer
-  // pool's counters (host_buffers.h), so the bench can say how many outputs came fresh.
+  // hostPoolStats() -> { allocs, reused, freshLarge, freshBytes, liveBytes, cachedBytes, scopedBytes,
+  // v8ExternalBytes }: the output-buffer pool's counters (host_buffers.h), so the bench can say how
+  // many outputs came fresh, and V8's own count of external memory (the one its GC triggers use;
+  // Node reports only the ArrayBuffer bytes).
   exports.Set("hostPoolStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     Napi::Env e = info.Env();
     const HostPoolStats s = host_pool_stats();
@@ -228,6 +230,8 @@ void register_bench(Napi::Env env, Napi::Object exports) {
     o.Set("freshBytes", Napi::Number::New(e, static_cast<double>(s.fresh_bytes)));
     o.Set("liveBytes", Napi::Number::New(e, static_cast<double>(s.live_bytes)));
     o.Set("cachedBytes", Napi::Number::New(e, static_cast<double>(s.cached_bytes)));
+    o.Set("scopedBytes", Napi::Number::New(e, static_cast<double>(s.scoped_bytes)));
+    o.Set("v8ExternalBytes", Napi::Number::New(e, static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(e, 0))));
     return o;
   }, "hostPoolStats"));
   exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {

@@ -44,23 +44,46 @@ int get_threads(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<int>(get_int(info, i, "threads", 0, 1024));
 }
 
-// releaseF32(a: Float32Array) -> boolean. Frees now the storage of an array that a native op
-// allocated (host_buffers.h) and that covers its whole buffer: the buffer is detached (every view
-// of it becomes empty) and the block goes back to the pool, so that V8 stops counting it towards
-// its next major GC. Any other array is left alone (false).
-Napi::Value ReleaseF32(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// The buffer under info[0] when it is a Float32Array covering a whole live block of the output pool
+// (an array a native op allocated, host_buffers.h); an empty buffer for any other Float32Array.
+Napi::ArrayBuffer whole_pool_buffer(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw_arg(env, "a", "a Float32Array");
+    throw_arg(info.Env(), "a", "a Float32Array");
   }
   Napi::Float32Array a = info[0].As<Napi::Float32Array>();
   Napi::ArrayBuffer buf = a.ArrayBuffer();
   const size_t bytes = buf.ByteLength();
-  if (a.ByteOffset() != 0 || a.ByteLength() != bytes || bytes == 0 || !host_f32_owns(buf.Data(), bytes)) {
-    return Napi::Boolean::New(env, false);
-  }
-  host_f32_release_detached(static_cast<float*>(buf.Data()));
+  if (a.ByteOffset() != 0 || a.ByteLength() != bytes || bytes == 0 || !host_f32_owns(buf.Data(), bytes)) return Napi::ArrayBuffer();
+  return buf;
+}
+
+// releaseF32(a: Float32Array) -> boolean. Frees now the storage of an array that a native op
+// allocated and that covers its whole buffer: the buffer is detached (every view of it becomes
+// empty) and the block goes back to the pool, so that V8 stops counting it towards its next major
+// GC. Any other array is left alone (false).
+Napi::Value ReleaseF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer buf = whole_pool_buffer(info);
+  if (buf.IsEmpty()) return Napi::Boolean::New(env, false);
+  // Report hidden bytes again before the detach: the other order dips V8's external-memory count
+  // below its low-water mark and the re-report then counts as fresh allocation.
+  const int64_t hidden = host_f32_release_detached(static_cast<float*>(buf.Data()));
+  if (hidden != 0) Napi::MemoryManagement::AdjustExternalMemory(env, hidden);
   buf.Detach();
+  return Napi::Boolean::New(env, true);
+}
+
+// setF32Scoped(a: Float32Array, scoped: boolean) -> boolean. Whether a memory scope will free the
+// storage of `a` (an array a native op allocated, covering its whole buffer): while it does, V8
+// does not count it towards its GC triggers (host_f32_set_scoped). False for any other array,
+// which is left alone.
+Napi::Value SetF32Scoped(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[1].IsBoolean()) throw_arg(env, "scoped", "a boolean");
+  Napi::ArrayBuffer buf = whole_pool_buffer(info);
+  if (buf.IsEmpty()) return Napi::Boolean::New(env, false);
+  const int64_t change = host_f32_set_scoped(buf.Data(), buf.ByteLength(), info[1].As<Napi::Boolean>().Value());
+  if (change != 0) Napi::MemoryManagement::AdjustExternalMemory(env, change);
   return Napi::Boolean::New(env, true);
 }
 
@@ -296,6 +319,7 @@ std::shared_ptr<svdq::PackedF32> packed_f32_of(Napi::Env env, Napi::Value v, con
 
 void register_graph_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseF32", Napi::Function::New(env, ReleaseF32, "releaseF32"));
+  exports.Set("setF32Scoped", Napi::Function::New(env, SetF32Scoped, "setF32Scoped"));
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm, "layerNorm"));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm, "rmsNorm"));
   exports.Set("gelu", Napi::Function::New(env, Gelu, "gelu"));

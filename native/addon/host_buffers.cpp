@@ -138,20 +138,38 @@ class HostPool {
     return it->second.ticket;
   }
 
-  // ticket 0: unconditionally (a block no array wraps, or an early release).
-  void release(float* p, uint64_t ticket) {
-    if (p == nullptr) return;
+  // ticket 0: unconditionally (a block no array wraps, or an early release). Returns the bytes the
+  // block had hidden from V8 (set_scoped), which the caller reports again.
+  int64_t release(float* p, uint64_t ticket) {
+    if (p == nullptr) return 0;
     bool wake = false;
+    int64_t hidden = 0;
     Block small{nullptr, 0, false, {}};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = live_.find(p);
-      if (it == live_.end() || it->second.released || (ticket != 0 && it->second.ticket != ticket)) return;
+      if (it == live_.end() || it->second.released || (ticket != 0 && it->second.ticket != ticket)) return 0;
       it->second.released = true;
+      hidden = it->second.hidden;
+      it->second.hidden = 0;
+      stats_.scoped_bytes -= static_cast<uint64_t>(hidden);
       if (it->second.pins == 0) wake = retire(it, &small);
     }
     if (small.p != nullptr) system_free(small.p, small.bytes, small.mapped);
     if (wake) wake_.notify_one();
+    return hidden;
+  }
+
+  // Marks the live block p (whose array V8 counts as `bytes`) scoped or not; returns the change to
+  // report to V8 (-bytes when it becomes scoped, +bytes when it stops being so, else 0).
+  int64_t set_scoped(const void* p, size_t bytes, bool scoped) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = live_.find(as_block(p));
+    if (it == live_.end() || it->second.released || bytes > it->second.bytes) return 0;
+    const int64_t before = it->second.hidden;
+    it->second.hidden = scoped ? static_cast<int64_t>(bytes) : 0;
+    stats_.scoped_bytes = stats_.scoped_bytes - static_cast<uint64_t>(before) + static_cast<uint64_t>(it->second.hidden);
+    return before - it->second.hidden;
   }
 
   bool pin(const void* p) {
@@ -187,6 +205,7 @@ class HostPool {
     uint64_t ticket = 0;
     int pins = 0;           // native jobs using the block now
     bool released = false;  // released while pinned: retired at the last unpin
+    int64_t hidden = 0;     // bytes of its array not counted by V8 (a memory scope frees it)
   };
 
   static float* as_block(const void* p) { return static_cast<float*>(const_cast<void*>(p)); }
@@ -258,7 +277,11 @@ float* host_f32_alloc(size_t count) { return pool().alloc(count); }
 
 void host_f32_release(float* p) { pool().release(p, 0); }
 
-void host_f32_release_detached(float* p) { pool().release(p, 0); }
+int64_t host_f32_release_detached(float* p) { return pool().release(p, 0); }
+
+int64_t host_f32_set_scoped(const void* p, size_t bytes, bool scoped) {
+  return p == nullptr ? 0 : pool().set_scoped(p, bytes, scoped);
+}
 
 bool host_f32_owns(const void* p, size_t bytes) { return p != nullptr && pool().owns(p, bytes); }
 
@@ -279,8 +302,11 @@ Napi::Float32Array host_f32_wrap(Napi::Env env, float* p, size_t count) {
   // included, towards its GC triggers; reporting the bytes again doubled the major GCs (measured:
   // 112 instead of 64 in 20 tinyDit forwards) without lowering the peak memory.
   const uint64_t ticket = pool().ticket(p);
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, count * sizeof(float), [](Napi::Env, void* data, uint64_t* hint) {
-    pool().release(static_cast<float*>(data), *hint);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, p, count * sizeof(float), [](Napi::Env e, void* data, uint64_t* hint) {
+    // Collected while scoped (its scope was abandoned): V8 has just stopped counting bytes that it
+    // was told to ignore; balance its counter.
+    const int64_t hidden = pool().release(static_cast<float*>(data), *hint);
+    if (hidden != 0) Napi::MemoryManagement::AdjustExternalMemory(e, hidden);
     delete hint;
   }, new uint64_t(ticket));
   return Napi::Float32Array::New(env, count, ab, 0);

@@ -36,8 +36,17 @@ bool host_f32_owns(const void* p, size_t bytes);
 Napi::Float32Array host_f32_wrap(Napi::Env env, float* p, size_t count);
 // Takes back now the block under a JavaScript array that is being detached (releaseF32), rather
 // than when its finalizer runs (Node runs it on a later turn of the event loop, after the next
-// job may already have allocated). The stale finalizer is then ignored. Main thread.
-void host_f32_release_detached(float* p);
+// job may already have allocated). The stale finalizer is then ignored. Returns the bytes the block
+// had hidden from V8 (host_f32_set_scoped), to report again before the detach. Main thread.
+int64_t host_f32_release_detached(float* p);
+// Marks the block under an array of `bytes` bytes as freed by a memory scope (scoped) or not, and
+// returns the change to report to V8 with AdjustExternalMemory (-bytes, +bytes or 0).
+// Why: V8 counts the rise of external memory since its lowest point against its old-generation
+// budget, which for a JavaScript heap of ~10 MiB is ~8 MiB: the intermediates of one transformer
+// block (tens of MiB, freed by the scope a moment later) started a major GC every few ops (DiT-XL/2
+// w4a4: ~90 per forward, 20-30% of its time). Storage a scope frees deterministically need not
+// drive V8's collections; what the collector frees (dropped outputs) still does. Main thread.
+int64_t host_f32_set_scoped(const void* p, size_t bytes, bool scoped);
 // While a native job reads or writes a block (an input or output array it holds), the block is
 // pinned: a release in the meantime (the array disposed mid-job) takes effect at the unpin.
 // pin returns whether p is a block of this pool (only then must it be unpinned). Main thread.
@@ -52,6 +61,7 @@ struct HostPoolStats {
   uint64_t fresh_bytes = 0;   // bytes of blocks taken fresh from the system
   uint64_t live_bytes = 0;    // bytes of blocks handed out and not yet returned
   uint64_t cached_bytes = 0;  // bytes of idle blocks kept for reuse
+  uint64_t scoped_bytes = 0;  // bytes of live arrays a memory scope will free (not counted by V8)
 };
 HostPoolStats host_pool_stats();
 
