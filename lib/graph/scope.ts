@@ -19,7 +19,7 @@
  * garbage-collection triggers (`setScoped`): V8 charges every rise of external memory against an
  * old-generation budget of a few MiB for a small JavaScript heap, so the intermediates of each
  * block, freed by the scope a moment later anyway, started a major GC every few ops (DiT-XL/2 w4a4:
- * ~90 per forward, 20-30% of its time). Tensors that leave the scopes (a forward's result, `keep`)
+ * 47-108 per forward, 20-58% of its time). Tensors that leave the scopes (a forward's result, `keep`)
  * count again, so that dropped outputs still drive the collector.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -47,9 +47,8 @@ export function trackTensor<T extends Tensor>(t: T): T {
 function setScoped(t: Tensor, scoped: boolean): void {
   if (t.disposed) return;
   const data = t.data;
-  if (data instanceof Float32Array && data.byteLength > 0 && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
-    loadedNative()?.setF32Scoped(data, scoped);
-  }
+  // As Tensor.dispose: the addon itself leaves alone any array that is not a whole pool block.
+  if (data instanceof Float32Array && data.byteLength > 0) loadedNative()?.setF32Scoped(data, scoped);
 }
 
 /** Every Tensor in `value`: itself, or inside arrays and plain objects (a few levels deep). */

@@ -44,7 +44,7 @@ int64_t host_f32_release_detached(float* p);
 // Why: V8 counts the rise of external memory since its lowest point against its old-generation
 // budget, which for a JavaScript heap of ~10 MiB is ~8 MiB: the intermediates of one transformer
 // block (tens of MiB, freed by the scope a moment later) started a major GC every few ops (DiT-XL/2
-// w4a4: ~90 per forward, 20-30% of its time). Storage a scope frees deterministically need not
+// w4a4: 47-108 per forward, 20-58% of its time). Storage a scope frees deterministically need not
 // drive V8's collections; what the collector frees (dropped outputs) still does. Main thread.
 int64_t host_f32_set_scoped(const void* p, size_t bytes, bool scoped);
 // While a native job reads or writes a block (an input or output array it holds), the block is
